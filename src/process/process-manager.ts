@@ -1,0 +1,133 @@
+/**
+ * Turns a start request into a running, tracked process: resolves the user, the working
+ * directory, the executable and the environment, then hands a LaunchPlan to the ProcessTable.
+ * Every mistake in the request is an InvalidArgument raised here, before anything is spawned.
+ */
+import { execFile } from "node:child_process";
+import { accessSync, constants as fsConstants, statSync } from "node:fs";
+import { getPriority } from "node:os";
+import { delimiter, isAbsolute, join } from "node:path";
+import { Code, EnvdError } from "../errors.ts";
+import { resolvePath } from "../fs/paths.ts";
+import type { Logger } from "../log.ts";
+import type { User } from "../users/user-db.ts";
+import type { Session } from "../vm/session.ts";
+import { childEnv, planLaunch, type SystemTools } from "./launch-plan.ts";
+import type { ProcessHandle } from "./process-handle.ts";
+import { ProcessTable } from "./process-table.ts";
+
+export interface StartRequest {
+  cmd: string;
+  args: string[];
+  envs: Record<string, string>;
+  cwd: string | undefined;
+  user: User;
+  tag: string | undefined;
+  pty: { cols: number; rows: number } | undefined;
+  stdin: boolean;
+  timeoutMs: number | undefined;
+}
+
+/** Where a child goes in the cgroup tree: a `cgroup.procs` path, or undefined. */
+export type CgroupPlacer = (kind: "pty" | "user") => string | undefined;
+
+export class ProcessManager implements AsyncDisposable {
+  readonly table: ProcessTable;
+  readonly #session: Session;
+  readonly #daemonPath: string;
+  readonly #cgroupOf: CgroupPlacer;
+  #tools: SystemTools;
+
+  constructor(opts: { session: Session; log: Logger; daemonPath: string; cgroupOf?: CgroupPlacer }) {
+    this.#session = opts.session;
+    this.#daemonPath = opts.daemonPath;
+    this.#cgroupOf = opts.cgroupOf ?? (() => undefined);
+    this.table = new ProcessTable(opts.log.child({ component: "process" }));
+    const find = (name: string) => findExecutable(name, opts.daemonPath);
+    this.#tools = { setpriv: find("setpriv"), nice: find("nice"), ionice: undefined, daemonNice: safePriority() };
+    // Use ionice only if it accepts -t here (busybox's does not); probed once, off the start path.
+    const ionice = find("ionice");
+    if (ionice) {
+      execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000 }, (err) => {
+        if (!err) this.#tools = { ...this.#tools, ionice };
+      });
+    }
+  }
+
+  async start(req: StartRequest): Promise<ProcessHandle> {
+    if (!req.cmd) throw new EnvdError(Code.InvalidArgument, "process.cmd is required");
+    const cwd = resolvePath(req.cwd ?? "", req.user.home, this.#session.defaultWorkdir);
+    if (!isDirectory(cwd)) throw new EnvdError(Code.InvalidArgument, `cwd '${cwd}' does not exist`);
+    const defaultEnv = this.#session.defaultEnv();
+    const env = childEnv({ user: req.user, defaultEnv, envs: req.envs, daemonPath: this.#daemonPath });
+    const exe = isAbsolute(req.cmd) || req.cmd.includes("/") ? resolveRelative(req.cmd, cwd) : findExecutable(req.cmd, env.PATH);
+    if (!exe) throw new EnvdError(Code.InvalidArgument, `exec: "${req.cmd}": executable file not found in $PATH`);
+    const plan = planLaunch(
+      {
+        cmd: req.cmd,
+        args: req.args,
+        user: req.user,
+        cwd,
+        defaultEnv,
+        envs: req.envs,
+        cgroupProcs: this.#cgroupOf(req.pty ? "pty" : "user"),
+        daemonPath: this.#daemonPath,
+      },
+      this.#tools,
+    );
+    return this.table.start({
+      plan,
+      config: { cmd: req.cmd, args: req.args, envs: req.envs, cwd: req.cwd },
+      tag: req.tag,
+      pty: req.pty,
+      stdin: req.stdin,
+      timeoutMs: req.timeoutMs,
+    });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.table.close();
+  }
+}
+
+function safePriority(): number {
+  try {
+    return getPriority();
+  } catch {
+    return 0;
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function resolveRelative(cmd: string, cwd: string): string | undefined {
+  const path = isAbsolute(cmd) ? cmd : join(cwd, cmd);
+  if (isExecutableFile(path)) return path;
+  throw new EnvdError(Code.InvalidArgument, `exec: "${cmd}": no such executable file`);
+}
+
+/** First executable named `name` on a PATH string, like exec.LookPath. */
+export function findExecutable(name: string, path: string | undefined): string | undefined {
+  for (const dir of (path ?? "").split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, name);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  return undefined;
+}

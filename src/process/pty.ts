@@ -1,0 +1,152 @@
+/**
+ * One small interface over the two PTY implementations.
+ *
+ * On Bun, `Bun.spawn({ terminal })`: node-pty reads the master through tty.ReadStream, which Bun
+ * turns into an EAGAIN error and SIGHUP for the child (../shared/research/runtime.md §5). On Node,
+ * `@lydell/node-pty` (prebuilt). Both create a new session with the pty as controlling terminal,
+ * so the child is a process-group leader and signals to -pid reach its whole tree.
+ */
+import { createRequire } from "node:module";
+
+export interface PtySpawnOptions {
+  argv: [string, ...string[]];
+  cwd: string;
+  env: Record<string, string>;
+  cols: number;
+  rows: number;
+  onData(data: Buffer): void;
+  /** The process exited (from waitpid). Output may still arrive until `onClose`. */
+  onExit(code: number | null, signal: NodeJS.Signals | number | null): void;
+  /** The master reached EOF or EIO: no more output. */
+  onClose(): void;
+}
+
+export interface PtyChild {
+  readonly pid: number;
+  write(data: Uint8Array): void;
+  resize(cols: number, rows: number): void;
+  pause(): void;
+  resume(): void;
+  /** Closes the master; the session gets SIGHUP. Idempotent. */
+  close(): void;
+}
+
+declare const Bun: {
+  spawn(
+    argv: string[],
+    options: {
+      cwd: string;
+      env: Record<string, string>;
+      terminal: {
+        cols: number;
+        rows: number;
+        name?: string;
+        data(terminal: unknown, data: Uint8Array): void;
+        exit?(terminal: unknown, code: number, signal: string | null): void;
+      };
+      onExit?(proc: unknown, exitCode: number | null, signalCode: number | null): void;
+    },
+  ): {
+    pid: number;
+    terminal: { write(data: Uint8Array): number; resize(cols: number, rows: number): void; close(): void; closed: boolean };
+    signalCode: NodeJS.Signals | null;
+    exitCode: number | null;
+    exited: Promise<number>;
+  };
+};
+
+export const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+
+export function spawnPty(options: PtySpawnOptions): PtyChild {
+  return isBun ? spawnBunPty(options) : spawnNodePty(options);
+}
+
+function spawnBunPty(o: PtySpawnOptions): PtyChild {
+  let closed = false;
+  const onClose = () => {
+    if (closed) return;
+    closed = true;
+    o.onClose();
+  };
+  const proc = Bun.spawn(o.argv, {
+    cwd: o.cwd,
+    env: o.env,
+    terminal: {
+      cols: o.cols,
+      rows: o.rows,
+      data: (_t, data) => o.onData(Buffer.from(data.buffer, data.byteOffset, data.byteLength)),
+      exit: () => onClose(),
+    },
+  });
+  void proc.exited.then(() => o.onExit(proc.exitCode, proc.signalCode));
+  return {
+    pid: proc.pid,
+    write: (data) => {
+      if (!proc.terminal.closed) proc.terminal.write(data);
+    },
+    resize: (cols, rows) => proc.terminal.resize(cols, rows),
+    // Bun's terminal has no flow control: PTY output is bounded by the subscriber caps instead.
+    pause: () => {},
+    resume: () => {},
+    close: () => {
+      if (!proc.terminal.closed) proc.terminal.close();
+      onClose();
+    },
+  };
+}
+
+interface NodePty {
+  spawn(
+    file: string,
+    args: string[],
+    options: { name: string; cols: number; rows: number; cwd: string; env: Record<string, string>; encoding: null },
+  ): {
+    pid: number;
+    onData(cb: (data: Buffer | string) => void): void;
+    onExit(cb: (e: { exitCode: number; signal?: number }) => void): void;
+    write(data: Buffer | string): void;
+    resize(cols: number, rows: number): void;
+    pause(): void;
+    resume(): void;
+    kill(signal?: string): void;
+    destroy?(): void;
+  };
+}
+
+let nodePty: NodePty | undefined;
+
+function spawnNodePty(o: PtySpawnOptions): PtyChild {
+  nodePty ??= createRequire(import.meta.url)("@lydell/node-pty") as NodePty;
+  const [file, ...args] = o.argv;
+  const term = nodePty.spawn(file, args, {
+    name: o.env.TERM ?? "xterm",
+    cols: o.cols,
+    rows: o.rows,
+    cwd: o.cwd,
+    env: o.env,
+    encoding: null,
+  });
+  let closed = false;
+  term.onData((data) => o.onData(typeof data === "string" ? Buffer.from(data) : data));
+  // node-pty reports exit only after the master hit EOF/EIO (it drains before firing onExit).
+  term.onExit(({ exitCode, signal }) => {
+    o.onExit(signal ? null : exitCode, signal ? signal : null);
+    if (!closed) {
+      closed = true;
+      o.onClose();
+    }
+  });
+  return {
+    pid: term.pid,
+    write: (data) => term.write(Buffer.from(data)),
+    resize: (cols, rows) => term.resize(cols, rows),
+    pause: () => term.pause(),
+    resume: () => term.resume(),
+    close: () => {
+      if (closed) return;
+      closed = true;
+      term.destroy?.();
+      o.onClose();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * The one listener: HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the same port, telling them
+ * apart by the client preface. Every request goes CORS → access-token gate → RPC adapter or REST
+ * router. Connections are tracked so shutdown and snapshot/restore can close them.
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import net, { type AddressInfo, type Socket } from "node:net";
+import type { Logger } from "./log.ts";
+import { isAllowed, UNAUTHORIZED_MESSAGE } from "./http/access-gate.ts";
+import { applyCors } from "./http/cors.ts";
+import { writeJsonError } from "./http/respond.ts";
+import type { AnyRequest, Router } from "./http/router.ts";
+import type { Session } from "./vm/session.ts";
+
+type NodeHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+
+export interface ServerDeps {
+  log: Logger;
+  session: Session;
+  router: Router;
+  rpc: NodeHandler;
+  rpcPrefixes: string[];
+  shutdownSignal: AbortSignal;
+}
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+export class EnvdServer {
+  readonly #deps: ServerDeps;
+  readonly #tcp: net.Server;
+  readonly #h1: http.Server;
+  readonly #h2: http2.Http2Server;
+  /** Every open connection, with the time it was accepted. */
+  readonly connections = new Map<Socket, { acceptedAt: number }>();
+
+  constructor(deps: ServerDeps) {
+    this.#deps = deps;
+    const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
+      this.#handle(req, res);
+    this.#h1 = http.createServer({ keepAliveTimeout: 640_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+    this.#h1.timeout = 0;
+    this.#h2 = http2.createServer({}, handler);
+    this.#tcp = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  listen(port: number, host: string): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#tcp.once("error", reject);
+      this.#tcp.listen(port, host, () => {
+        this.#tcp.off("error", reject);
+        resolve(this.#tcp.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stops accepting; open connections stay until `closeConnections`. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => this.#tcp.close(() => resolve()));
+  }
+
+  /** Destroys every connection accepted at or before `before` (all when omitted). */
+  closeConnections(before = Number.POSITIVE_INFINITY): number {
+    let n = 0;
+    for (const [socket, info] of this.connections) {
+      if (info.acceptedAt <= before) {
+        socket.destroy();
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Asks HTTP/1.1 keep-alive connections that are idle to close. */
+  closeIdleConnections(): void {
+    this.#h1.closeIdleConnections();
+  }
+
+  #accept(socket: Socket): void {
+    this.connections.set(socket, { acceptedAt: Date.now() });
+    socket.once("close", () => this.connections.delete(socket));
+    socket.on("error", () => {});
+    // Wait for enough bytes to tell an HTTP/2 preface from an HTTP/1.1 request line.
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const onData = (data: Buffer) => {
+      chunks.push(data);
+      length += data.length;
+      const head = Buffer.concat(chunks, length);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isH2 && head.length < H2_PREFACE.length) return; // could still be HTTP/2: wait for more
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      (isH2 ? this.#h2 : this.#h1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+  }
+
+  #handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
+    const { log, session, router, rpc, rpcPrefixes, shutdownSignal } = this.#deps;
+    if (applyCors(req, res)) return;
+    const url = new URL(req.url ?? "/", "http://envd");
+    const method = req.method ?? "GET";
+    const token = header(req, "x-access-token");
+    if (!isAllowed(session, method, url.pathname, token)) {
+      writeJsonError(res, 401, UNAUTHORIZED_MESSAGE);
+      return;
+    }
+    if (rpcPrefixes.some((p) => url.pathname.startsWith(p))) {
+      rpc(req, res);
+      return;
+    }
+    const controller = new AbortController();
+    const onClose = () => controller.abort();
+    res.once("close", onClose);
+    const signal = AbortSignal.any([controller.signal, shutdownSignal]);
+    router.handle({ req, res, url, signal }).catch((err: unknown) => {
+      log.error("request failed", { path: url.pathname, err });
+      writeJsonError(res, 500, "internal error");
+    });
+  }
+}
+
+export function header(req: AnyRequest, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}

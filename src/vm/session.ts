@@ -1,0 +1,56 @@
+/**
+ * State the host sets through `/init` and every request reads: default user and workdir, the
+ * default environment of processes, and the access token.
+ *
+ * One shared object (Wrenn's seed 001 bug was a copy of it). Writers are serialised by the /init
+ * handler; readers take a consistent snapshot through the getters.
+ */
+import { timingSafeEqual } from "node:crypto";
+
+export class Session {
+  defaultUser = "root";
+  defaultWorkdir: string | undefined;
+  /** Variables the daemon itself defines (E2B_SANDBOX, sandbox and template ids): /init cannot override them. */
+  readonly internalEnv = new Map<string, string>();
+  /** Variables from the last applied /init: replaced as a whole, never merged. */
+  initEnv = new Map<string, string>();
+  #accessToken: Buffer | undefined;
+
+  /** The default environment of every process: /init variables, then the internal ones. */
+  defaultEnv(): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const [k, v] of this.initEnv) env[k] = v;
+    for (const [k, v] of this.internalEnv) env[k] = v;
+    return env;
+  }
+
+  get hasAccessToken(): boolean {
+    return this.#accessToken !== undefined;
+  }
+
+  get accessToken(): string | undefined {
+    return this.#accessToken?.toString("utf8");
+  }
+
+  setAccessToken(token: string | undefined): void {
+    this.#accessToken?.fill(0);
+    this.#accessToken = token === undefined || token === "" ? undefined : Buffer.from(token, "utf8");
+  }
+
+  /** Constant-time comparison with the stored token; true when no token is set. */
+  checkAccessToken(candidate: string | undefined): boolean {
+    const stored = this.#accessToken;
+    if (!stored) return true;
+    if (candidate === undefined) return false;
+    return safeEqual(stored, Buffer.from(candidate, "utf8"));
+  }
+}
+
+/** Constant-time equality that does not leak which byte differs; lengths may still differ. */
+export function safeEqual(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) {
+    timingSafeEqual(a, a);
+    return false;
+  }
+  return timingSafeEqual(a, b);
+}

@@ -1,0 +1,217 @@
+/**
+ * Starts the real daemon as a child process (under Bun or Node 26) on a free port and hands out
+ * clients for it: Connect clients generated from our protos, plain fetch, and the e2b SDK.
+ *
+ *   await using envd = await startDaemon({ runtime: "bun" });
+ *
+ * Disposal sends SIGTERM and checks the daemon exits 0 and leaves no child process behind.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { Filesystem } from "../../src/gen/filesystem/filesystem_pb.js";
+import { Process } from "../../src/gen/process/process_pb.js";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const BIN = join(ROOT, "node_modules", ".bin");
+
+export type Runtime = "bun" | "node";
+
+/** The runtimes the e2e suites run the daemon under; ENVD_RUNTIMES=bun (or node) narrows it. */
+export const RUNTIMES: Runtime[] = (process.env.ENVD_RUNTIMES ?? "bun,node")
+  .split(",")
+  .map((s) => s.trim())
+  .filter((s): s is Runtime => s === "bun" || s === "node");
+
+export const isRoot = process.getuid?.() === 0;
+
+export interface StartOptions {
+  runtime: Runtime;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export interface Daemon extends AsyncDisposable {
+  runtime: Runtime;
+  port: number;
+  pid: number;
+  url: string;
+  /** Every log line the daemon wrote so far, parsed. */
+  logs: Record<string, unknown>[];
+  process: Client<typeof Process>;
+  filesystem: Client<typeof Filesystem>;
+  /** Clients with the binary codec (as the Wrenn host uses). */
+  binary: { process: Client<typeof Process>; filesystem: Client<typeof Filesystem> };
+  transport(options?: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> }): Transport;
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  child: ChildProcess;
+}
+
+export async function startDaemon(options: StartOptions): Promise<Daemon> {
+  const args = [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
+  const child = spawn(join(BIN, options.runtime), args, {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Record<string, unknown>[] = [];
+  const stderr: string[] = [];
+  child.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start in 20 s: ${stderr.join("")}`)), 20_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited with ${code} before listening: ${stderr.join("")}`));
+    });
+    lines.on("line", (line) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logs.push(rec);
+      if (rec.msg === "listening") {
+        clearTimeout(timer);
+        resolve(rec.port as number);
+      }
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+
+  const transport = (o: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> } = {}) => {
+    const headers = o.headers ?? {};
+    const make = o.grpcWeb ? createGrpcWebTransport : createConnectTransport;
+    return make({
+      baseUrl: url,
+      httpVersion: "1.1",
+      useBinaryFormat: o.binary ?? false,
+      acceptCompression: [],
+      interceptors: [
+        (next) => (req) => {
+          for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+          return next(req);
+        },
+      ],
+    });
+  };
+  const json = transport();
+  const bin = transport({ binary: true });
+  let stopped: Promise<number | null> | undefined;
+  const stop = (signal: NodeJS.Signals = "SIGTERM") => {
+    stopped ??= (async () => {
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    })();
+    return stopped;
+  };
+
+  return {
+    runtime: options.runtime,
+    port,
+    pid: child.pid as number,
+    url,
+    logs,
+    child,
+    process: createClient(Process, json),
+    filesystem: createClient(Filesystem, json),
+    binary: { process: createClient(Process, bin), filesystem: createClient(Filesystem, bin) },
+    transport,
+    fetch: (path, init) => fetch(`${url}${path}`, init),
+    stop,
+    async [Symbol.asyncDispose]() {
+      const pid = child.pid as number;
+      const code = await stop();
+      if (code !== 0) throw new Error(`daemon exited with ${code}: ${stderr.join("")}`);
+      const left = descendantsOf(pid);
+      if (left.length > 0) throw new Error(`daemon left processes behind: ${left.join(", ")}`);
+    },
+  };
+}
+
+/** pids whose parent chain leads to `pid` (read from /proc). */
+export function descendantsOf(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      parents.set(Number(name), ppid);
+    } catch {
+      // gone
+    }
+  }
+  const out: number[] = [];
+  for (const [child, parent] of parents) {
+    let p: number | undefined = parent;
+    for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
+      if (p === pid) {
+        out.push(child);
+        break;
+      }
+      p = parents.get(p);
+    }
+  }
+  return out;
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function eventually<T>(check: () => T | Promise<T>, what: string, timeoutMs = 10_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Runs a command to its end through Start and collects everything it printed. */
+export async function runToEnd(
+  client: Client<typeof Process>,
+  req: Parameters<Client<typeof Process>["start"]>[0],
+  options?: Parameters<Client<typeof Process>["start"]>[1],
+) {
+  let pid = 0;
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  const pty: Buffer[] = [];
+  let end: { exitCode: number; exited: boolean; status: string; error?: string | undefined } | undefined;
+  const kinds: string[] = [];
+  for await (const res of client.start(req, options)) {
+    const ev = res.event?.event;
+    if (!ev) continue;
+    kinds.push(ev.case ?? "none");
+    if (ev.case === "start") pid = ev.value.pid;
+    else if (ev.case === "data") {
+      const out = ev.value.output;
+      if (out.case === "stdout") stdout.push(Buffer.from(out.value));
+      if (out.case === "stderr") stderr.push(Buffer.from(out.value));
+      if (out.case === "pty") pty.push(Buffer.from(out.value));
+    } else if (ev.case === "end") end = ev.value;
+  }
+  return {
+    pid,
+    stdout: Buffer.concat(stdout).toString(),
+    stderr: Buffer.concat(stderr).toString(),
+    pty: Buffer.concat(pty).toString(),
+    end,
+    kinds,
+  };
+}
