@@ -15,6 +15,7 @@ import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { Filesystem } from "../../src/gen/filesystem/filesystem_pb.js";
 import { Process } from "../../src/gen/process/process_pb.js";
+import { Sandbox } from "e2b";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -48,6 +49,11 @@ export interface Daemon extends AsyncDisposable {
   binary: { process: Client<typeof Process>; filesystem: Client<typeof Filesystem> };
   transport(options?: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> }): Transport;
   fetch(path: string, init?: RequestInit): Promise<Response>;
+  /**
+   * The real e2b SDK pointed at this daemon (debug mode: no API calls, envd version 99.99.99).
+   * Pass `envdAccessToken` once /init has set a token.
+   */
+  sandbox(options?: { envdAccessToken?: string }): Promise<Sandbox>;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   child: ChildProcess;
@@ -128,6 +134,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     binary: { process: createClient(Process, bin), filesystem: createClient(Filesystem, bin) },
     transport,
     fetch: (path, init) => fetch(`${url}${path}`, init),
+    sandbox: (o = {}) =>
+      Sandbox.create({ debug: true, sandboxUrl: url, ...o } as Parameters<typeof Sandbox.create>[0] & object),
     stop,
     async [Symbol.asyncDispose]() {
       const pid = child.pid as number;

@@ -32,3 +32,20 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+for (const runtime of RUNTIMES) {
+  describe(`e2b SDK smoke [${runtime}]`, () => {
+    test("commands.run returns stdout and exit code; a failing command raises CommandExitError", async () => {
+      await using envd = await startDaemon({ runtime });
+      const sbx = await envd.sandbox();
+      const r = await sbx.commands.run("echo hello; whoami");
+      assert.equal(r.exitCode, 0);
+      assert.equal(r.stdout, "hello\nroot\n");
+      await assert.rejects(sbx.commands.run("exit 4"), (err: Error) => {
+        assert.equal(err.constructor.name, "CommandExitError");
+        assert.match(err.message, /exit status 4/);
+        return true;
+      });
+    });
+  });
+}
