@@ -75,7 +75,12 @@ export class OutputFanout<E> {
     if (this.#end || data.byteLength === 0) return;
     // A small read may be a view into a large pooled buffer: copy it so the history's byte bound
     // is the memory it really holds.
-    if (data.buffer.byteLength > 2 * data.byteLength) data = Buffer.from(data);
+    // (allocUnsafeSlow: Buffer.from would copy into the shared pool slab, which has the same problem.)
+    if (data.buffer.byteLength > 2 * data.byteLength) {
+      const copy = Buffer.allocUnsafeSlow(data.byteLength);
+      data.copy(copy);
+      data = copy;
+    }
     const chunk: OutputChunk = { stream, data };
     this.#history.push(chunk);
     this.#historyBytes += data.byteLength;
