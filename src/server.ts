@@ -24,6 +24,7 @@ export interface ServerDeps {
   shutdownSignal: AbortSignal;
 }
 
+const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 export class EnvdServer {
@@ -93,8 +94,15 @@ export class EnvdServer {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(head);
-      (isH2 ? this.#h2 : this.#h1).emit("connection", socket);
-      socket.resume();
+      if (isH2) {
+        // Node's http2 session reads the buffered preface from the socket itself, and resuming
+        // would steal it; Bun's http2 reads through the stream and needs the resume.
+        this.#h2.emit("connection", socket);
+        if (IS_BUN) socket.resume();
+      } else {
+        this.#h1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
   }
