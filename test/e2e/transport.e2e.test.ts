@@ -108,6 +108,13 @@ for (const runtime of RUNTIMES) {
       assert.equal(pre.headers.get("access-control-max-age"), "7200");
     });
 
+    test("-flavor wrenn answers /health with 200 and the version, as the Wrenn host expects", async () => {
+      await using envd = await startDaemon({ runtime, args: ["-flavor", "wrenn"] });
+      const res = await envd.fetch("/health");
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { version: "0.6.4" });
+    });
+
     test("h2c with prior knowledge answers REST routes too", async () => {
       await using envd = await startDaemon({ runtime });
       const session = http2.connect(envd.url);
