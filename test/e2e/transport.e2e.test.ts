@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import http2 from "node:http2";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -160,6 +161,38 @@ for (const runtime of RUNTIMES) {
         })(),
         /resource_exhausted|detached/i,
       );
+    });
+
+    test("a sole subscriber that stops reading pauses the child (backpressure), and nothing is lost when it resumes", async () => {
+      await using envd = await startDaemon({ runtime });
+      const blocks = 300; // 300 × 64 KiB ≈ 19 MiB: far more than the fan-out queue and the socket buffers hold
+      const stream = envd.binary.process.start({
+        process: { cmd: "/bin/bash", args: ["-c", `for i in $(seq ${blocks}); do head -c 65536 /dev/zero; done`] },
+      })[Symbol.asyncIterator]();
+      const first = await stream.next();
+      const pid = (first.value as { event: { event: { value: { pid: number } } } }).event.event.value.pid;
+      // The writer ends up blocked writing to its stdout pipe while we do not read.
+      await eventually(() => {
+        const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+        return children.some((c) => {
+          try {
+            // a pipe (Bun) or a socketpair (Node) full of unread output
+            return /pipe_write|sock_alloc_send|unix_stream|wait_for_unix/.test(readFileSync(`/proc/${c}/wchan`, "utf8"));
+          } catch {
+            return false;
+          }
+        });
+      }, "the child blocked writing its stdout", 20_000);
+      assert.ok((await envd.process.list({})).processes.some((p) => p.pid === pid), "still running while paused");
+      let total = 0;
+      let exitCode: number | undefined;
+      for (let r = await stream.next(); !r.done; r = await stream.next()) {
+        const ev = (r.value as { event?: { event: { case?: string; value?: unknown } } }).event?.event;
+        if (ev?.case === "data") total += ((ev.value as { output: { value: Uint8Array } }).output.value).byteLength;
+        if (ev?.case === "end") exitCode = (ev.value as { exitCode: number }).exitCode;
+      }
+      assert.equal(total, blocks * 65536);
+      assert.equal(exitCode, 0);
     });
 
     test("-version and --version print the bare version; an unknown flag exits 2 with usage", async () => {
