@@ -23,6 +23,8 @@ export interface Daemon {
 
 /** Largest RPC request message accepted (an upload goes through /files, not RPC). */
 const RPC_READ_MAX_BYTES = 64 << 20;
+/** How long shutdown waits for open responses to finish before destroying their connections. */
+const SHUTDOWN_DRAIN_MS = 1_000;
 
 export async function createDaemon(config: Config, log: Logger, env: NodeJS.ProcessEnv): Promise<Daemon> {
   const shutdown = new AbortController();
@@ -67,9 +69,13 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
         const stopped = server.stopAccepting();
         // Ending the processes ends their streams with a proper end event.
         await processes[Symbol.asyncDispose]();
-        server.closeIdleConnections();
         shutdown.abort();
-        await new Promise((r) => setTimeout(r, 50).unref());
+        // Give finished responses a moment to flush, closing connections as they go idle.
+        const deadline = Date.now() + SHUTDOWN_DRAIN_MS;
+        while (server.connections.size > 0 && Date.now() < deadline) {
+          server.closeIdleConnections();
+          await new Promise((r) => setTimeout(r, 10).unref());
+        }
         server.closeConnections();
         await stopped;
       })();
