@@ -45,11 +45,15 @@ export class ProcessManager implements AsyncDisposable {
     this.table = new ProcessTable(opts.log.child({ component: "process" }));
     const find = (name: string) => findExecutable(name, opts.daemonPath);
     this.#tools = { setpriv: find("setpriv"), nice: find("nice"), ionice: undefined, daemonNice: safePriority() };
-    // Use ionice only if it accepts -t here (busybox's does not); probed once, off the start path.
+    // Children inherit the daemon's I/O priority. Reset it with ionice only when the daemon's own
+    // differs from the default (class none, or best-effort 4): an extra exec costs ~3 ms a start.
     const ionice = find("ionice");
     if (ionice) {
-      execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000 }, (err) => {
-        if (!err) this.#tools = { ...this.#tools, ionice };
+      execFile(ionice, ["-p", String(process.pid)], { timeout: 5_000 }, (err, stdout) => {
+        if (err || /^(none: prio \d+|best-effort: prio 4)\s*$/.test(stdout)) return;
+        execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000 }, (err2) => {
+          if (!err2) this.#tools = { ...this.#tools, ionice };
+        });
       });
     }
   }
