@@ -11,6 +11,9 @@ import type { Logger } from "./log.ts";
 import { ProcessManager } from "./process/process-manager.ts";
 import { errorInterceptor } from "./rpc/error-interceptor.ts";
 import { createProcessService } from "./rpc/process-service.ts";
+import { createFilesystemService } from "./rpc/filesystem-service.ts";
+import { WatchEngine } from "./fs/watch-engine.ts";
+import { WatcherRegistry } from "./fs/watcher-registry.ts";
 import { EnvdServer } from "./server.ts";
 import { UserDb } from "./users/user-db.ts";
 import { Session } from "./vm/session.ts";
@@ -32,11 +35,13 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
   session.internalEnv.set(config.flavor === "wrenn" ? "WRENN_SANDBOX" : "E2B_SANDBOX", config.isNotFc ? "false" : "true");
   const users = new UserDb();
   const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "" });
+  const watches = new WatchEngine(log.child({ component: "watch" }));
+  const watchers = new WatcherRegistry();
 
   const rpc = connectNodeAdapter({
     routes: (router) => {
       router.service(Process, createProcessService({ processes, users, session }));
-      router.service(Filesystem, {});
+      router.service(Filesystem, createFilesystemService({ users, session, watches, watchers }));
     },
     // Accept gzip requests; never compress responses (legal, and compressing output streams costs
     // more CPU than it saves on loopback and virtio links: ../shared/research/runtime.md pitfall 4).
@@ -69,6 +74,8 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
         const stopped = server.stopAccepting();
         // Ending the processes ends their streams with a proper end event.
         await processes[Symbol.asyncDispose]();
+        watchers[Symbol.dispose]();
+        await watches[Symbol.asyncDispose]();
         shutdown.abort();
         // Give finished responses a moment to flush, closing connections as they go idle.
         const deadline = Date.now() + SHUTDOWN_DRAIN_MS;
