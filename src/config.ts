@@ -1,4 +1,5 @@
 /** Command-line configuration. Pure: parsing never touches the system. */
+import { parseVmConfig, type VmConfig } from "./vm/vm-config.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Which host talks to us: decides the `/health` answer and the names of internal files and variables. */
@@ -15,6 +16,8 @@ export interface Config {
   noCgroups: boolean;
   logLevel: LogLevel;
   flavor: Flavor;
+  /** Metadata URL, run dir, hosts file, CA paths, clock command (src/vm/vm-config.ts; ENVD_* variables). */
+  vm: VmConfig;
 }
 
 export type ParseResult =
@@ -57,7 +60,9 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Pa
     if (BOOLEAN_FLAGS.has(name)) {
       const v = eq === -1 ? "true" : body.slice(eq + 1);
       if (v !== "true" && v !== "false") return { kind: "error", message: `invalid boolean value for -${name}: ${v}` };
+      // The last occurrence wins, as with Go's flag package (`-isnotfc -isnotfc=false` is false).
       if (v === "true") bools.add(name);
+      else bools.delete(name);
       continue;
     }
     if (!VALUE_FLAGS.has(name)) return { kind: "error", message: `flag provided but not defined: -${name}` };
@@ -98,6 +103,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Pa
       noCgroups: bools.has("no-cgroups"),
       logLevel,
       flavor,
+      vm: parseVmConfig(env, flavor),
     },
   };
 }

@@ -5,7 +5,11 @@ import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.ts";
 import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
 import { Process } from "./gen/process/process_pb.js";
+import { getEnvs } from "./http/envs.ts";
+import { getFiles, postFiles, postFilesCompose } from "./http/files.ts";
 import { getHealth } from "./http/health.ts";
+import { postInit } from "./http/init.ts";
+import { getMetrics } from "./http/metrics.ts";
 import { Router } from "./http/router.ts";
 import type { Logger } from "./log.ts";
 import { ProcessManager } from "./process/process-manager.ts";
@@ -16,7 +20,16 @@ import { WatchEngine } from "./fs/watch-engine.ts";
 import { WatcherRegistry } from "./fs/watcher-registry.ts";
 import { EnvdServer } from "./server.ts";
 import { UserDb } from "./users/user-db.ts";
+import { CaInstaller } from "./vm/ca-bundle.ts";
+import { createClockSetter } from "./vm/clock.ts";
+import { InitService } from "./vm/init-service.ts";
+import { CpuSampler } from "./vm/metrics.ts";
+import { MetadataPoller, MmdsClient } from "./vm/mmds.ts";
+import { writeBootMarker } from "./vm/run-files.ts";
 import { Session } from "./vm/session.ts";
+import { startBootCommand } from "./vm/start-command.ts";
+import { flavorNames, internalEnvNames } from "./vm/vm-config.ts";
+import { VolumeMounter } from "./vm/volume-mounts.ts";
 
 export interface Daemon {
   port: number;
@@ -32,7 +45,19 @@ const SHUTDOWN_DRAIN_MS = 1_000;
 export async function createDaemon(config: Config, log: Logger, env: NodeJS.ProcessEnv): Promise<Daemon> {
   const shutdown = new AbortController();
   const session = new Session();
-  session.internalEnv.set(config.flavor === "wrenn" ? "WRENN_SANDBOX" : "E2B_SANDBOX", config.isNotFc ? "false" : "true");
+  const names = flavorNames(config.flavor);
+  session.internalEnv.set(names.sandbox, config.isNotFc ? "false" : "true");
+  const vmLog = log.child({ component: "vm" });
+  try {
+    writeBootMarker(config.vm.runDir, names.sandbox, !config.isNotFc);
+  } catch (err) {
+    vmLog.warn("could not write the boot marker", { dir: config.vm.runDir, err: String(err) });
+  }
+  const mmds = new MmdsClient(config.vm.mmdsUrl);
+  const metadata = new MetadataPoller({ client: mmds, session, names, runDir: config.vm.runDir, log: vmLog });
+  if (!config.isNotFc) metadata.start();
+  const cpu = new CpuSampler();
+  cpu.start();
   const users = new UserDb();
   const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "" });
   const watches = new WatchEngine(log.child({ component: "watch" }));
@@ -55,6 +80,30 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
 
   const router = new Router(log.child({ component: "http" }));
   router.add("GET", "/health", getHealth(config.flavor));
+  const files = { session, users, log: log.child({ component: "files" }) };
+  router.add("GET", "/files", getFiles(files));
+  router.add("POST", "/files", postFiles(files));
+  router.add("POST", "/files/compose", postFilesCompose(files));
+  const init = new InitService({
+    session,
+    users,
+    log: log.child({ component: "init" }),
+    names,
+    internalNames: internalEnvNames(names),
+    mmdsTokenHash: config.isNotFc ? undefined : (signal) => mmds.accessTokenHash(signal),
+    setClock: createClockSetter(config.vm.clockCommand, env.PATH ?? ""),
+    ca: new CaInstaller({ bundle: config.vm.caBundlePath, cert: config.vm.caCertPath }, vmLog),
+    mounts: new VolumeMounter({ log: vmLog }),
+    hostsFile: config.vm.hostsFile,
+    shutdownSignal: shutdown.signal,
+    // As E2B envd: after each /init, look at the metadata again for up to 60 s (resume updates it).
+    onInit: () => {
+      if (!config.isNotFc) metadata.start(60_000);
+    },
+  });
+  router.add("POST", "/init", postInit(init));
+  router.add("GET", "/envs", getEnvs(session));
+  router.add("GET", "/metrics", getMetrics(cpu));
 
   const server = new EnvdServer({
     log,
@@ -65,6 +114,9 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
     shutdownSignal: shutdown.signal,
   });
   const address = await server.listen(config.port, config.host);
+  if (config.cmd !== undefined && config.cmd !== "") {
+    await startBootCommand(config.cmd, { processes, users, session, log });
+  }
 
   let closing: Promise<void> | undefined;
   return {
@@ -72,6 +124,8 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
     close() {
       closing ??= (async () => {
         const stopped = server.stopAccepting();
+        metadata.stop();
+        cpu.stop();
         // Ending the processes ends their streams with a proper end event.
         await processes[Symbol.asyncDispose]();
         watchers[Symbol.dispose]();

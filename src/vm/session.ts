@@ -5,7 +5,7 @@
  * One shared object (Wrenn's seed 001 bug was a copy of it). Writers are serialised by the /init
  * handler; readers take a consistent snapshot through the getters.
  */
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 
 export class Session {
   defaultUser = "root";
@@ -39,18 +39,24 @@ export class Session {
 
   /** Constant-time comparison with the stored token; true when no token is set. */
   checkAccessToken(candidate: string | undefined): boolean {
+    return this.compareAccessToken(candidate) !== "different";
+  }
+
+  /** "unset" when no token is stored, else whether `candidate` equals it (constant time). */
+  compareAccessToken(candidate: string | undefined): "unset" | "same" | "different" {
     const stored = this.#accessToken;
-    if (!stored) return true;
-    if (candidate === undefined) return false;
-    return safeEqual(stored, Buffer.from(candidate, "utf8"));
+    if (!stored) return "unset";
+    if (candidate === undefined) return "different";
+    return safeEqual(stored, Buffer.from(candidate, "utf8")) ? "same" : "different";
   }
 }
 
-/** Constant-time equality that does not leak which byte differs; lengths may still differ. */
+/**
+ * Constant-time equality that leaks neither which byte differs nor the lengths: both sides are
+ * hashed first, so the comparison always runs over 32 bytes.
+ */
 export function safeEqual(a: Buffer, b: Buffer): boolean {
-  if (a.length !== b.length) {
-    timingSafeEqual(a, a);
-    return false;
-  }
-  return timingSafeEqual(a, b);
+  const da = createHash("sha256").update(a).digest();
+  const db = createHash("sha256").update(b).digest();
+  return timingSafeEqual(da, db) && a.length === b.length;
 }

@@ -62,7 +62,8 @@ export interface Daemon extends AsyncDisposable {
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const args = [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
   const child = spawn(join(BIN, options.runtime), args, {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...options.env },
+    // ENVD_CLOCK_COMMAND: an /init timestamp in a test must never set this machine's clock.
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];

@@ -1,0 +1,45 @@
+/**
+ * POST /init: read and validate the whole body, then hand it to InitService (src/vm/init-service.ts).
+ * Every answer carries `X-Envd-Version` and `Cache-Control: no-store`; success is 204 with no body.
+ * Errors are JSON `{"code","message"}`: 400 bad body, 401 token (E2B's exact texts), 413 body over
+ * INIT_MAX_BODY_BYTES, 503 when the caller left while another /init held the lock.
+ */
+import { Code, EnvdError } from "../errors.ts";
+import { ENVD_VERSION } from "../version.ts";
+import type { InitService } from "../vm/init-service.ts";
+import { parseInitBody } from "../vm/init-request.ts";
+import type { AnyRequest, RouteHandler } from "./router.ts";
+
+/** Generous for a CA chain and many variables; /init is called by the host only. */
+export const INIT_MAX_BODY_BYTES = 4 << 20;
+
+export function postInit(init: InitService): RouteHandler {
+  return async ({ req, res, signal }) => {
+    const receivedAt = process.hrtime.bigint();
+    res.setHeader("X-Envd-Version", ENVD_VERSION);
+    res.setHeader("Cache-Control", "no-store");
+    const text = await readBody(req, INIT_MAX_BODY_BYTES, signal);
+    const body = parseInitBody(text);
+    await init.handle(body, { signal, receivedAt });
+    res.statusCode = 204;
+    res.end();
+  };
+}
+
+/** The request body as UTF-8, refusing more than `maxBytes` (413) before reading it all. */
+export async function readBody(req: AnyRequest, maxBytes: number, signal: AbortSignal): Promise<string> {
+  const tooLarge = () =>
+    new EnvdError(Code.ResourceExhausted, `request body is larger than ${maxBytes} bytes`, { httpStatus: 413 });
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > maxBytes) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer | string>) {
+    const buf = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    size += buf.length;
+    if (size > maxBytes) throw tooLarge();
+    chunks.push(buf);
+    if (signal.aborted) throw new EnvdError(Code.Canceled, "the request was cancelled");
+  }
+  return Buffer.concat(chunks, size).toString("utf8");
+}

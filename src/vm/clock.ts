@@ -1,0 +1,83 @@
+/**
+ * Clock sync from /init's timestamp (protocol.md §6.4): the guest clock is set only when it is more
+ * than 50 ms behind the host or more than 5 s ahead, so small drifts never make time jump.
+ *
+ * Node and Bun cannot call clock_settime, so the clock is set by a program:
+ * `date -u -s @<seconds>.<nanoseconds>` (GNU coreutils), retried with whole seconds for busybox,
+ * whose `date` takes no fraction. The spawn takes a few milliseconds; the target is advanced by
+ * the time elapsed since the request arrived (monotonic), so that delay does not become drift.
+ */
+import { execFile } from "node:child_process";
+
+export const MAX_BEHIND_NS = 50_000_000n;
+export const MAX_AHEAD_NS = 5_000_000_000n;
+const CLOCK_COMMAND_TIMEOUT_MS = 5_000;
+
+/** True when the guest's clock should be set to the host's: > 50 ms behind or > 5 s ahead. */
+export function shouldSetClock(guestNowNs: bigint, hostNs: bigint): boolean {
+  return guestNowNs < hostNs - MAX_BEHIND_NS || guestNowNs > hostNs + MAX_AHEAD_NS;
+}
+
+/** The wall clock in ns since the epoch (ms resolution is plenty against a 50 ms threshold). */
+export function wallClockNs(): bigint {
+  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1_000)) * 1_000n;
+}
+
+/** `@<seconds>.<9-digit nanoseconds>`, the argument `date -s` takes. */
+export function epochArgument(ns: bigint): string {
+  const sec = ns / 1_000_000_000n;
+  const frac = ns % 1_000_000_000n;
+  return `@${sec}.${frac.toString().padStart(9, "0")}`;
+}
+
+export type ClockSetter = (targetNs: bigint) => Promise<void>;
+
+/**
+ * Sets the clock with `date` from PATH, or with `command` (ENVD_CLOCK_COMMAND) called as
+ * `<command> @<seconds>.<ns>`. Rejects with the program's error output when it fails.
+ */
+export function createClockSetter(command: string | undefined, path: string): ClockSetter {
+  const run = (file: string, args: string[]) =>
+    new Promise<void>((resolve, reject) => {
+      execFile(file, args, { timeout: CLOCK_COMMAND_TIMEOUT_MS, env: { PATH: path } }, (err, _stdout, stderr) => {
+        if (err) reject(new Error(`${file} failed: ${String(stderr).trim() || err.message}`));
+        else resolve();
+      });
+    });
+  if (command) return (ns) => run(command, [epochArgument(ns)]);
+  return async (ns) => {
+    try {
+      await run("date", ["-u", "-s", epochArgument(ns)]);
+    } catch {
+      // busybox date: whole seconds only (rounded, so the error stays under 0.5 s)
+      await run("date", ["-u", "-s", `@${(ns + 500_000_000n) / 1_000_000_000n}`]);
+    }
+  };
+}
+
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * Parses an RFC 3339 timestamp to ns since the epoch, keeping every digit of the fraction (the
+ * E2B orchestrator sends nanoseconds; Date keeps only milliseconds). Undefined when invalid or
+ * before 1970 (no host clock is that far behind).
+ */
+export function parseRfc3339Ns(text: string): bigint | undefined {
+  const m = RFC3339.exec(text);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  if (year < 1970 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return undefined;
+  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
+  // Date.UTC rolls 31 Feb over into March: reject days the month does not have.
+  if (new Date(ms).getUTCDate() !== day) return undefined;
+  let ns = BigInt(ms) * 1_000_000n + BigInt((m[7] ?? "").padEnd(9, "0") || "0");
+  if (m[9]) {
+    const offH = Number(m[10]);
+    const offM = Number(m[11]);
+    if (offH > 23 || offM > 59) return undefined;
+    const offsetNs = BigInt((offH * 60 + offM) * 60) * 1_000_000_000n;
+    ns = m[9] === "+" ? ns - offsetNs : ns + offsetNs;
+  }
+  return ns;
+}

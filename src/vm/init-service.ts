@@ -1,0 +1,166 @@
+/**
+ * POST /init's logic (protocol.md §6.2–6.4), serialised by one lock:
+ *
+ *  1. wait for the lock (a caller that leaves while waiting gets Unavailable and changes nothing);
+ *  2. check the access token against the stored one and the metadata hash (§6.3) → Unauthenticated;
+ *  3. a timestamp older than the newest applied one → nothing is applied (the answer is still 204);
+ *  4. check what needs the system: the default user exists, the default workdir is a directory;
+ *  5. apply, fallible steps first so a failure leaves the session as it was: set the clock when it
+ *     drifted (a failure is only logged), install the CA, mount the volumes; then the in-memory
+ *     state at once (env, token, user, workdir) and the events host entry.
+ *
+ * The same /init twice leaves the same state: a CA equal to the installed one is not appended
+ * again, mounted volumes of the same lifecycle are not remounted, the hosts file is not rewritten.
+ */
+import { statSync } from "node:fs";
+import { isIPv6 } from "node:net";
+import { Code, EnvdError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { UserDb } from "../users/user-db.ts";
+import { AsyncLock } from "./async-lock.ts";
+import type { CaInstaller } from "./ca-bundle.ts";
+import { type ClockSetter, shouldSetClock, wallClockNs } from "./clock.ts";
+import { writeHostEntry } from "./hosts-file.ts";
+import type { InitRequest } from "./init-request.ts";
+import type { Session } from "./session.ts";
+import { checkInitToken } from "./token-decision.ts";
+import type { FlavorNames } from "./vm-config.ts";
+import type { VolumeMounter } from "./volume-mounts.ts";
+
+export interface InitServiceDeps {
+  session: Session;
+  users: UserDb;
+  log: Logger;
+  names: FlavorNames;
+  /** Variables /init cannot set (E2B_SANDBOX, the ids, the events address). */
+  internalNames: ReadonlySet<string>;
+  /** The metadata's accessTokenHash; undefined when not in Firecracker. */
+  mmdsTokenHash: ((signal: AbortSignal) => Promise<string | undefined>) | undefined;
+  setClock: ClockSetter;
+  ca: CaInstaller;
+  mounts: VolumeMounter;
+  hostsFile: string;
+  /** Aborted at shutdown: in-flight mounts are killed. */
+  shutdownSignal: AbortSignal;
+  /** Called after every successful /init, stale ones included (E2B re-polls the metadata then). */
+  onInit?: () => void;
+}
+
+export type InitOutcome = "applied" | "stale";
+
+export class InitService {
+  readonly #deps: InitServiceDeps;
+  readonly #lock = new AsyncLock();
+  /** Highest timestamp applied so far, in ns. */
+  #lastTimestampNs: bigint | undefined;
+  #lifecycleID: string | undefined;
+
+  constructor(deps: InitServiceDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Handles one parsed /init. `receivedAt` is `process.hrtime.bigint()` when the request arrived,
+   * so the clock is set to the host's time plus the time spent here.
+   */
+  async handle(req: InitRequest, opts: { signal: AbortSignal; receivedAt: bigint }): Promise<InitOutcome> {
+    let release: () => void;
+    try {
+      release = await this.#lock.acquire(opts.signal);
+    } catch {
+      throw new EnvdError(Code.Unavailable, "the request was cancelled while waiting for another /init");
+    }
+    let outcome: InitOutcome;
+    try {
+      outcome = await this.#handleLocked(req, opts);
+    } finally {
+      release();
+    }
+    this.#deps.onInit?.();
+    return outcome;
+  }
+
+  async #handleLocked(req: InitRequest, opts: { signal: AbortSignal; receivedAt: bigint }): Promise<InitOutcome> {
+    const { session, log } = this.#deps;
+    const lookup = this.#deps.mmdsTokenHash;
+    await checkInitToken({
+      stored: session.compareAccessToken(req.accessToken),
+      requested: req.accessToken,
+      mmdsHash: lookup ? () => lookup(opts.signal) : async () => undefined,
+    });
+
+    if (req.timestampNs !== undefined && this.#lastTimestampNs !== undefined && req.timestampNs < this.#lastTimestampNs) {
+      log.info("stale /init ignored", { timestampNs: String(req.timestampNs), newestNs: String(this.#lastTimestampNs) });
+      return "stale";
+    }
+    this.#checkSystem(req);
+
+    if (req.timestampNs !== undefined) await this.#syncClock(req.timestampNs, opts.receivedAt);
+    if (req.caBundle !== undefined) this.#deps.ca.install(req.caBundle);
+    if (req.volumeMounts && req.volumeMounts.length > 0) {
+      await this.#deps.mounts.mountAll(req.volumeMounts, req.lifecycleID, this.#deps.shutdownSignal);
+    }
+
+    // Everything below cannot fail: the session changes all at once.
+    if (req.envVars) session.initEnv = this.#withoutInternal(req.envVars);
+    session.setAccessToken(req.accessToken);
+    if (req.defaultUser !== undefined) session.defaultUser = req.defaultUser;
+    if (req.defaultWorkdir !== undefined) session.defaultWorkdir = req.defaultWorkdir;
+    if (req.lifecycleID !== undefined) this.#lifecycleID = req.lifecycleID;
+    if (req.timestampNs !== undefined) this.#lastTimestampNs = req.timestampNs;
+    if (req.hyperloopIP !== undefined) this.#pinEventsHost(req.hyperloopIP);
+    log.info("init applied", {
+      envVars: req.envVars?.size,
+      token: req.accessToken !== undefined,
+      defaultUser: req.defaultUser,
+      defaultWorkdir: req.defaultWorkdir,
+      mounts: req.volumeMounts?.length,
+      lifecycleID: this.#lifecycleID,
+    });
+    return "applied";
+  }
+
+  #checkSystem(req: InitRequest): void {
+    if (req.defaultUser !== undefined && !this.#deps.users.lookup(req.defaultUser)) {
+      throw new EnvdError(Code.InvalidArgument, `defaultUser: invalid username: '${req.defaultUser}'`);
+    }
+    if (req.defaultWorkdir !== undefined) {
+      let isDir = false;
+      try {
+        isDir = statSync(req.defaultWorkdir).isDirectory();
+      } catch {
+        // missing
+      }
+      if (!isDir) throw new EnvdError(Code.InvalidArgument, `defaultWorkdir: '${req.defaultWorkdir}' is not an existing directory`);
+    }
+  }
+
+  async #syncClock(hostNs: bigint, receivedAt: bigint): Promise<void> {
+    const now = wallClockNs();
+    if (!shouldSetClock(now, hostNs)) return;
+    const target = hostNs + (process.hrtime.bigint() - receivedAt);
+    try {
+      await this.#deps.setClock(target);
+      this.#deps.log.info("clock set", { driftMs: Number((now - hostNs) / 1_000_000n) });
+    } catch (err) {
+      this.#deps.log.error("could not set the clock", { err: String(err) });
+    }
+  }
+
+  #withoutInternal(vars: Map<string, string>): Map<string, string> {
+    const dropped = [...vars.keys()].filter((k) => this.#deps.internalNames.has(k));
+    if (dropped.length === 0) return new Map(vars);
+    this.#deps.log.warn("init envVars may not set internal variables; ignored", { names: dropped });
+    return new Map([...vars].filter(([k]) => !this.#deps.internalNames.has(k)));
+  }
+
+  #pinEventsHost(ip: string): void {
+    const { names, hostsFile, session, log } = this.#deps;
+    try {
+      writeHostEntry(hostsFile, names.eventsHost, ip);
+      session.internalEnv.set(names.eventsAddress, `http://${isIPv6(ip) ? `[${ip}]` : ip}`);
+    } catch (err) {
+      log.error("could not pin the events host", { file: hostsFile, err: String(err) });
+    }
+  }
+}

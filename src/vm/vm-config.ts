@@ -1,0 +1,68 @@
+/**
+ * Where the VM-facing parts of the daemon read and write (metadata service, run dir, hosts file,
+ * CA bundle, clock), and the names each host flavor expects. Pure: parsing touches nothing.
+ *
+ * The defaults are the production paths. The `ENVD_*` variables below exist so tests (and unusual
+ * images) can point the daemon at a fake metadata server and temporary files; they are read once
+ * at start.
+ */
+import type { Flavor } from "../config.ts";
+
+export interface VmConfig {
+  /** Firecracker MMDS base URL (`ENVD_MMDS_URL`). */
+  mmdsUrl: string;
+  /** Directory of the sandbox marker and id files (`ENVD_RUN_DIR`). */
+  runDir: string;
+  /** Hosts file where the events host name is pinned (`ENVD_HOSTS_FILE`). */
+  hostsFile: string;
+  /** System CA bundle that /init's caBundle is appended to (`ENVD_CA_BUNDLE`). */
+  caBundlePath: string;
+  /** Where the installed CA is persisted for update-ca-certificates (`ENVD_CA_CERT`). */
+  caCertPath: string;
+  /**
+   * Program that sets the clock, run as `<program> @<seconds>.<nanoseconds>` (`ENVD_CLOCK_COMMAND`).
+   * Undefined: `date -u -s @<seconds>.<nanoseconds>`. Tests name a recorder here so the machine's
+   * clock is never touched.
+   */
+  clockCommand: string | undefined;
+}
+
+/** The flavor-specific names of internal variables, files and hosts (protocol.md §6.5, §7.1). */
+export interface FlavorNames {
+  /** `E2B_SANDBOX`: "true" in Firecracker, "false" with -isnotfc. Also the marker file's name. */
+  sandbox: string;
+  sandboxId: string;
+  templateId: string;
+  eventsAddress: string;
+  eventsHost: string;
+}
+
+export function flavorNames(flavor: Flavor): FlavorNames {
+  const p = flavor === "wrenn" ? "WRENN" : "E2B";
+  return {
+    sandbox: `${p}_SANDBOX`,
+    sandboxId: `${p}_SANDBOX_ID`,
+    templateId: `${p}_TEMPLATE_ID`,
+    eventsAddress: `${p}_EVENTS_ADDRESS`,
+    eventsHost: flavor === "wrenn" ? "events.wrenn.local" : "events.e2b.local",
+  };
+}
+
+/** Variables only the daemon sets: /init's envVars cannot define or override them. */
+export function internalEnvNames(names: FlavorNames): Set<string> {
+  return new Set([names.sandbox, names.sandboxId, names.templateId, names.eventsAddress]);
+}
+
+export function parseVmConfig(env: NodeJS.ProcessEnv, flavor: Flavor): VmConfig {
+  const nonEmpty = (v: string | undefined) => (v === undefined || v === "" ? undefined : v);
+  return {
+    mmdsUrl: (nonEmpty(env.ENVD_MMDS_URL) ?? "http://169.254.169.254").replace(/\/+$/, ""),
+    runDir: nonEmpty(env.ENVD_RUN_DIR) ?? (flavor === "wrenn" ? "/run/wrenn" : "/run/e2b"),
+    hostsFile: nonEmpty(env.ENVD_HOSTS_FILE) ?? "/etc/hosts",
+    caBundlePath: nonEmpty(env.ENVD_CA_BUNDLE) ?? "/etc/ssl/certs/ca-certificates.crt",
+    caCertPath:
+      nonEmpty(env.ENVD_CA_CERT) ??
+      `/usr/local/share/ca-certificates/${flavor === "wrenn" ? "wrenn" : "e2b"}-ca.crt`,
+    clockCommand: nonEmpty(env.ENVD_CLOCK_COMMAND),
+  };
+}
