@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { negotiateEncoding } from "./accept-encoding.ts";
+import { isIdentityRefused, negotiateEncoding } from "./accept-encoding.ts";
 
 const cases: [string | undefined, "identity" | "gzip" | null][] = [
   [undefined, "identity"],
@@ -30,3 +30,11 @@ for (const [header, expected] of cases) {
     assert.equal(negotiateEncoding(header), expected);
   });
 }
+
+test("isIdentityRefused", () => {
+  assert.equal(isIdentityRefused(undefined), false);
+  assert.equal(isIdentityRefused("gzip"), false);
+  assert.equal(isIdentityRefused("identity;q=0, gzip"), true);
+  assert.equal(isIdentityRefused("*;q=0, gzip"), true);
+  assert.equal(isIdentityRefused("*;q=0, identity;q=0.5"), false);
+});

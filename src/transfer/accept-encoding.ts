@@ -36,9 +36,7 @@ export function parseAcceptEncoding(header: string): Entry[] {
 export function negotiateEncoding(header: string | undefined): ResponseEncoding | null {
   if (header === undefined || header.trim() === "") return "identity";
   const entries = parseAcceptEncoding(header);
-  const identity = entries.find((e) => e.coding === "identity");
-  const star = entries.find((e) => e.coding === "*");
-  const identityRefused = identity ? identity.q === 0 : star?.q === 0;
+  const identityRefused = refusesIdentity(entries);
   const ordered = entries.map((e, i) => ({ ...e, i })).sort((a, b) => b.q - a.q || a.i - b.i);
   for (const e of ordered) {
     if (e.q === 0) continue;
@@ -47,4 +45,16 @@ export function negotiateEncoding(header: string | undefined): ResponseEncoding 
     if (e.coding === "*") return identityRefused ? "gzip" : "identity";
   }
   return identityRefused ? null : "identity";
+}
+
+/** True when the header forbids an unencoded response (so Range and If-* cannot be served). */
+export function isIdentityRefused(header: string | undefined): boolean {
+  if (header === undefined || header.trim() === "") return false;
+  return refusesIdentity(parseAcceptEncoding(header));
+}
+
+function refusesIdentity(entries: Entry[]): boolean {
+  const identity = entries.find((e) => e.coding === "identity");
+  if (identity) return identity.q === 0;
+  return entries.find((e) => e.coding === "*")?.q === 0;
 }
