@@ -65,9 +65,11 @@ export class InitService {
    */
   async handle(req: InitRequest, opts: { signal: AbortSignal; receivedAt: bigint }): Promise<InitOutcome> {
     let release: () => void;
+    if (this.#lock.held) this.#deps.log.debug("init waits for another /init");
     try {
       release = await this.#lock.acquire(opts.signal);
     } catch {
+      this.#deps.log.info("init abandoned while waiting for another /init");
       throw new EnvdError(Code.Unavailable, "the request was cancelled while waiting for another /init");
     }
     let outcome: InitOutcome;

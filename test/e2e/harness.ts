@@ -135,8 +135,12 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     binary: { process: createClient(Process, bin), filesystem: createClient(Filesystem, bin) },
     transport,
     fetch: (path, init) => fetch(`${url}${path}`, init),
-    sandbox: (o = {}) =>
-      Sandbox.create({ debug: true, sandboxUrl: url, ...o } as Parameters<typeof Sandbox.create>[0] & object),
+    sandbox: async (o = {}) =>
+      o.envdAccessToken === undefined
+        ? Sandbox.create({ debug: true, sandboxUrl: url })
+        : // Sandbox.create in debug mode drops envdAccessToken (it builds the sandbox from the
+          // connection options only), so build it as create does, with the token.
+          new Sandbox({ debug: true, sandboxUrl: url, sandboxId: "debug_sandbox_id", envdVersion: "99.99.99", envdAccessToken: o.envdAccessToken }),
     stop,
     async [Symbol.asyncDispose]() {
       const pid = child.pid as number;
