@@ -1,0 +1,77 @@
+/**
+ * `commands.run('true')` round trip, p50 and p99.
+ *  - floor: fork + exec + waitpid of `true` (timed in Perl);
+ *  - peer: `ssh host true` over a kept ControlMaster connection (each run is a new `ssh` client
+ *    process that multiplexes a channel over the open connection, as a user's script would);
+ *  - ours: the e2b SDK's `commands.run('true')` (it starts `/bin/bash -l -c true`), and, to show
+ *    the daemon's own share, Connect `Process.Start` of `true` with no shell.
+ */
+import type { Client } from "@connectrpc/connect";
+import type { Sandbox } from "e2b";
+import type { Process } from "../../src/gen/process/process_pb.js";
+import { memoryOf, type Memory, type Percentiles, percentiles, timeRuns } from "../lib/measure.ts";
+
+export interface SpawnFloor {
+  /** fork+exec+wait of `true`. */
+  true: Percentiles;
+  /** fork+exec+wait of what the SDK runs, as the user (setpriv + `bash -l -c true`): the shell's own cost. */
+  loginShell: Percentiles;
+  via: string;
+}
+
+export function measureSpawnFloor(n: number, user: string): SpawnFloor {
+  const t = timeRuns(["/bin/true"], n);
+  const shell = timeRuns(["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", "/bin/bash", "-l", "-c", "true"], Math.ceil(n / 4), {
+    PATH: "/usr/bin:/bin",
+    HOME: `/home/${user}`,
+    USER: user,
+  });
+  return { true: percentiles(t.ms), loginShell: percentiles(shell.ms), via: t.via };
+}
+
+export function measureSshExec(ssh: string[], n: number): Percentiles {
+  return percentiles(timeRuns([...ssh, "true"], n).ms);
+}
+
+export interface OursRoundTrip {
+  sdk: Percentiles;
+  connect: Percentiles;
+  /** Daemon memory after the first 10 % of the soak and at its end (the soak is the SDK loop). */
+  rssWarm: Memory;
+  rssAfterSoak: Memory;
+  soakCommands: number;
+}
+
+/** Runs the soak: `n` SDK commands in a row (the first 10 % are warm-up, not counted), then Connect starts. */
+export async function measureOursRoundTrip(
+  pid: number,
+  sbx: Sandbox,
+  client: Client<typeof Process>,
+  user: string,
+  n: number,
+): Promise<OursRoundTrip> {
+  const warmup = Math.max(1, Math.floor(n / 10));
+  const sdk: number[] = [];
+  let rssWarm: Memory | undefined;
+  for (let i = 0; i < n; i++) {
+    const a = performance.now();
+    const r = await sbx.commands.run("true", { user });
+    const ms = performance.now() - a;
+    if (r.exitCode !== 0) throw new Error(`commands.run('true') exited ${r.exitCode}`);
+    if (i >= warmup) sdk.push(ms);
+    if (i === warmup - 1) rssWarm = memoryOf(pid);
+  }
+  const rssAfterSoak = memoryOf(pid);
+  const connect: number[] = [];
+  const m = Math.max(20, Math.floor(n / 3));
+  for (let i = 0; i < m + 10; i++) {
+    const a = performance.now();
+    let code: number | undefined;
+    for await (const res of client.start({ process: { cmd: "/bin/true" } })) {
+      if (res.event?.event.case === "end") code = res.event.event.value.exitCode;
+    }
+    if (code !== 0) throw new Error(`Start true ended with ${code}`);
+    if (i >= 10) connect.push(performance.now() - a);
+  }
+  return { sdk: percentiles(sdk), connect: percentiles(connect), rssWarm: rssWarm as Memory, rssAfterSoak, soakCommands: n };
+}

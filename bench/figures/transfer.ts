@@ -1,0 +1,130 @@
+/**
+ * 1 GiB upload and download over `/files`.
+ *  - floors: `cp` of the file on the same disk, and raw loopback TCP (a Perl sender and receiver
+ *    moving the file through one socket); the ratio is to the slower of the two;
+ *  - peer: `scp` over the kept connection (OpenSSH 9 speaks SFTP underneath);
+ *  - ours: the e2b SDK's `files.write(path, ReadableStream)` (octet-stream upload) and
+ *    `files.read(path, { format: 'stream' })` written to a file, with the daemon's RSS sampled
+ *    throughout (growth = peak − RSS before).
+ */
+import { spawnSync } from "node:child_process";
+import { createReadStream, createWriteStream, rmSync, statSync } from "node:fs";
+import { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Sandbox } from "e2b";
+import { median, memoryOf, PeakSampler, timeOnce } from "../lib/measure.ts";
+
+/** Writes `bytes` of random data to `path` (page cache warm afterwards). */
+export function makeSourceFile(path: string, bytes: number): void {
+  const r = spawnSync("sh", ["-c", `head -c ${bytes} /dev/urandom > '${path}'`]);
+  if (r.status !== 0 || statSync(path).size !== bytes) throw new Error(`could not create ${path}`);
+}
+
+const PERL_TCP = String.raw`
+use strict; use IO::Socket::INET; use Time::HiRes qw(time);
+my ($file) = @ARGV;
+my $l = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => 0, Listen => 1, ReuseAddr => 1) or die "listen: $!";
+my $port = $l->sockport; my $t0 = time;
+my $pid = fork // die "fork: $!";
+if ($pid == 0) {
+  my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1", PeerPort => $port) or die "connect: $!";
+  open my $f, "<:raw", $file or die "$file: $!"; my $buf;
+  while (my $n = sysread $f, $buf, 1 << 20) { my $o = 0; while ($o < $n) { $o += syswrite($s, $buf, $n - $o, $o) // die "write: $!"; } }
+  exit 0;
+}
+my $c = $l->accept or die "accept: $!"; my ($buf, $total) = ("", 0);
+while (my $n = sysread $c, $buf, 1 << 20) { $total += $n; }
+waitpid $pid, 0; printf "%d %.6f\n", $total, time - $t0;
+`;
+
+export interface TransferFloor {
+  /** MB/s of `cp` on the same disk. */
+  diskCopyMBps: number;
+  /** MB/s of a file through one loopback TCP socket, or undefined without Perl. */
+  tcpMBps: number | undefined;
+}
+
+export async function measureTransferFloor(src: string, dst: string, bytes: number, reps: number): Promise<TransferFloor> {
+  const copy: number[] = [];
+  const tcp: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    copy.push(bytes / 1e6 / (await timeOnce(["cp", src, dst])));
+    rmSync(dst, { force: true });
+    const r = spawnSync("perl", ["-e", PERL_TCP, src], { encoding: "utf8" });
+    if (r.status === 0) {
+      const [total, s] = r.stdout.trim().split(" ").map(Number) as [number, number];
+      if (total === bytes) tcp.push(bytes / 1e6 / s);
+    }
+  }
+  return { diskCopyMBps: median(copy), tcpMBps: tcp.length > 0 ? median(tcp) : undefined };
+}
+
+export interface ScpResult {
+  uploadMBps: number;
+  downloadMBps: number;
+}
+
+export async function measureScp(scp: string[], host: string, src: string, remote: string, local: string, bytes: number, reps: number): Promise<ScpResult> {
+  const up: number[] = [];
+  const down: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    up.push(bytes / 1e6 / (await timeOnce([...scp, src, `${host}:${remote}`])));
+    down.push(bytes / 1e6 / (await timeOnce([...scp, `${host}:${remote}`, local])));
+    if (statSync(local).size !== bytes) throw new Error("scp download is short");
+    rmSync(local, { force: true });
+  }
+  return { uploadMBps: median(up), downloadMBps: median(down) };
+}
+
+export interface OursTransfer {
+  uploadMBps: number;
+  downloadMBps: number;
+  /** Peak RSS during the transfers minus RSS before them, MiB. */
+  rssGrowthMiB: number;
+  peakRssMiB: number;
+}
+
+/** Probes whether the daemon serves /files uploads at all (issue 5). */
+export async function filesAvailable(url: string, user: string, path: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/files?path=${encodeURIComponent(path)}&username=${user}`, {
+      method: "POST",
+      headers: { "content-type": "application/octet-stream" },
+      body: "probe",
+    });
+    await res.body?.cancel();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export async function measureOursTransfer(
+  pid: number,
+  sbx: Sandbox,
+  user: string,
+  src: string,
+  remote: string,
+  local: string,
+  bytes: number,
+  reps: number,
+): Promise<OursTransfer> {
+  const before = memoryOf(pid).rssMiB;
+  const sampler = new PeakSampler(pid, 20);
+  const up: number[] = [];
+  const down: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    let a = performance.now();
+    await sbx.files.write(remote, Readable.toWeb(createReadStream(src)) as ReadableStream, { user, requestTimeoutMs: 0 });
+    up.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+    if (statSync(remote).size !== bytes) throw new Error("upload is short");
+    a = performance.now();
+    const stream = await sbx.files.read(remote, { user, format: "stream", requestTimeoutMs: 0 });
+    await pipeline(Readable.fromWeb(stream as never), createWriteStream(local) as Writable);
+    down.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+    if (statSync(local).size !== bytes) throw new Error("download is short");
+    rmSync(local, { force: true });
+  }
+  const { peakMiB } = sampler.stop();
+  return { uploadMBps: median(up), downloadMBps: median(down), rssGrowthMiB: peakMiB - before, peakRssMiB: peakMiB };
+}

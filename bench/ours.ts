@@ -1,0 +1,120 @@
+/**
+ * One runtime's pass over our daemon, in the order that makes the memory figures meaningful: idle,
+ * the 1,000-command soak (which is also the round-trip figure), then each burst followed by 10 s of
+ * rest, then the start-up figure with fresh daemons.
+ */
+import { mkdirSync, chownSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { Process } from "../src/gen/process/process_pb.js";
+import { type Runtime, startDaemon } from "../test/e2e/harness.ts";
+import type { BenchUser } from "./lib/bench-user.ts";
+import type { Memory } from "./lib/measure.ts";
+import type { Sizes } from "./sizes.ts";
+import { settledMemory } from "./figures/memory.ts";
+import { measureOursRoundTrip, type OursRoundTrip } from "./figures/round-trip.ts";
+import { measureOursStart, type Startup } from "./figures/startup.ts";
+import { measureOursStreams, type OursStreams } from "./figures/streams.ts";
+import { measureOursThroughput, type OursThroughput } from "./figures/throughput.ts";
+import { filesAvailable, measureOursTransfer, type OursTransfer } from "./figures/transfer.ts";
+import { measureOursWatch, type OursWatch, watchAvailable } from "./figures/watch.ts";
+
+/** A figure that could not be measured, and why. */
+export interface Unavailable {
+  unavailable: string;
+}
+
+export interface OursRun {
+  runtime: Runtime;
+  idle: Memory;
+  roundTrip: OursRoundTrip;
+  afterSoak: Memory;
+  throughputJson: OursThroughput;
+  throughputBinary: OursThroughput;
+  afterThroughput: Memory;
+  streams: OursStreams;
+  afterStreams: Memory;
+  transfer: OursTransfer | Unavailable;
+  afterTransfer: Memory | Unavailable;
+  watch: OursWatch | Unavailable;
+  startup: Startup;
+  /** The daemon's exit code on SIGTERM at the end of the pass (0 expected). */
+  exitCode: number | null;
+}
+
+export async function runOurs(
+  runtime: Runtime,
+  sizes: Sizes,
+  user: BenchUser,
+  files: { src: string; local: string },
+  log: (msg: string) => void,
+): Promise<OursRun> {
+  const envd = await startDaemon({ runtime });
+  const pid = envd.pid;
+  try {
+    const auth = { authorization: `Basic ${Buffer.from(`${user.name}:`).toString("base64")}` };
+    const json = createClient(Process, envd.transport({ headers: auth }));
+    const binary = createClient(Process, envd.transport({ binary: true, headers: auth }));
+    const sbx = await envd.sandbox();
+
+    const idle = await settledMemory(pid, sizes.idleSettleMs);
+    log(`${runtime}: idle RSS ${idle.rssMiB.toFixed(1)} MiB; soak of ${sizes.soakCommands} commands`);
+    const roundTrip = await measureOursRoundTrip(pid, sbx, json, user.name, sizes.soakCommands);
+    const afterSoak = await settledMemory(pid, sizes.burstSettleMs);
+
+    log(`${runtime}: stdout throughput, ${sizes.streamBytes} bytes × ${sizes.throughputReps}, JSON then binary`);
+    const throughputJson = await measureOursThroughput(pid, json, sizes.streamBytes, sizes.throughputReps);
+    const throughputBinary = await measureOursThroughput(pid, binary, sizes.streamBytes, sizes.throughputReps);
+    const afterThroughput = await settledMemory(pid, sizes.burstSettleMs);
+
+    log(`${runtime}: ${sizes.streams} concurrent streams`);
+    const streams = await measureOursStreams(pid, sbx, user.name, sizes.streams);
+    const afterStreams = await settledMemory(pid, sizes.burstSettleMs);
+
+    const remote = join(user.home, "transfer.bin");
+    let transfer: OursTransfer | Unavailable;
+    let afterTransfer: Memory | Unavailable;
+    if (await filesAvailable(envd.url, user.name, remote)) {
+      log(`${runtime}: /files upload and download, ${sizes.transferBytes} bytes × ${sizes.transferReps}`);
+      transfer = await measureOursTransfer(pid, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps);
+      afterTransfer = await settledMemory(pid, sizes.burstSettleMs);
+    } else {
+      transfer = afterTransfer = { unavailable: "POST /files is not implemented in this build (issue 5)" };
+    }
+    rmSync(remote, { force: true });
+
+    const watchDir = join(user.home, "watched");
+    mkdirSync(watchDir, { recursive: true });
+    chownSync(watchDir, user.uid, user.gid);
+    let watch: OursWatch | Unavailable;
+    if (await watchAvailable(sbx, watchDir, user.name)) {
+      log(`${runtime}: watch latency, ${sizes.watchEvents} events`);
+      watch = await measureOursWatch(sbx, watchDir, user.name, sizes.watchEvents);
+    } else {
+      watch = { unavailable: "Filesystem.WatchDir is not implemented in this build (issue 4)" };
+    }
+    rmSync(watchDir, { recursive: true, force: true });
+
+    const exitCode = await envd.stop();
+    log(`${runtime}: start until /health, ${sizes.startups} starts`);
+    const startup = await measureOursStart(runtime, sizes.startups);
+    return {
+      runtime,
+      idle,
+      roundTrip,
+      afterSoak,
+      throughputJson,
+      throughputBinary,
+      afterThroughput,
+      streams,
+      afterStreams,
+      transfer,
+      afterTransfer,
+      watch,
+      startup,
+      exitCode,
+    };
+  } finally {
+    await envd.stop();
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * Turns the raw results into the table: one row per figure with the floor, the OpenSSH peer, our
+ * value and ratio under each runtime, the target and whether it is met. Pure: no measuring here.
+ */
+import type { Runtime } from "../test/e2e/harness.ts";
+import type { OursRun, Unavailable } from "./ours.ts";
+import type { Memory, Percentiles } from "./lib/measure.ts";
+import type { PeerMemory } from "./figures/memory.ts";
+import type { SpawnFloor } from "./figures/round-trip.ts";
+import type { Startup } from "./figures/startup.ts";
+import type { Sizes } from "./sizes.ts";
+import type { ScpResult, TransferFloor } from "./figures/transfer.ts";
+
+export interface Floors {
+  spawn: SpawnFloor;
+  pipeMBps: number;
+  transfer: TransferFloor;
+  bareStart: Partial<Record<Runtime, Startup>>;
+}
+
+export interface Peer {
+  version: string;
+  memory: PeerMemory;
+  execMs: Percentiles;
+  throughputMBps: number;
+  scp: ScpResult;
+}
+
+export interface Results {
+  sizes: Sizes;
+  floors: Floors;
+  peer: Peer | Unavailable;
+  ours: Partial<Record<Runtime, OursRun>>;
+}
+
+export interface Cell {
+  value: string;
+  /** Our value against the row's reference (floor, idle RSS or peer), as text. */
+  ratio: string;
+  met: boolean | undefined;
+}
+
+export interface Row {
+  figure: string;
+  floor: string;
+  peer: string;
+  bun: Cell;
+  node: Cell;
+  target: string;
+}
+
+const RUNTIMES: Runtime[] = ["bun", "node"];
+const NA: Cell = { value: "not run", ratio: "", met: undefined };
+
+const f1 = (x: number) => x.toFixed(1);
+const f2 = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+const mbps = (x: number) => x.toFixed(0);
+const times = (x: number) => `${x.toFixed(2)}×`;
+const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+
+function isUnavailable(x: unknown): x is Unavailable {
+  return typeof x === "object" && x !== null && "unavailable" in x;
+}
+
+/** One row whose cell is computed per runtime (undefined run → "not run"). */
+function row(
+  figure: string,
+  floor: string,
+  peer: string,
+  target: string,
+  ours: Partial<Record<Runtime, OursRun>>,
+  cell: (run: OursRun, runtime: Runtime) => Cell,
+): Row {
+  const cells = Object.fromEntries(RUNTIMES.map((rt) => [rt, ours[rt] ? cell(ours[rt] as OursRun, rt) : NA])) as Record<Runtime, Cell>;
+  return { figure, floor, peer, target, bun: cells.bun, node: cells.node };
+}
+
+const unavailableCell = (u: Unavailable): Cell => ({ value: "not available", ratio: u.unavailable, met: undefined });
+
+export function buildRows(r: Results): Row[] {
+  const { floors, ours, sizes } = r;
+  const size = (bytes: number) => (bytes >= 2 ** 30 ? `${bytes / 2 ** 30} GiB` : `${bytes / 2 ** 20} MiB`);
+  const stream = size(sizes.streamBytes);
+  const file = size(sizes.transferBytes);
+  const peer = isUnavailable(r.peer) ? undefined : r.peer;
+  const peerText = (f: (p: Peer) => string) => (peer ? f(peer) : "not available");
+  const rows: Row[] = [];
+
+  // Memory.
+  rows.push(
+    row("idle RSS after start (MiB)", "—", peerText((p) => `${f1(p.memory.idleRssMiB)} sshd (+${f1(p.memory.connectionRssMiB)} per connection)`), "≤ 40 MB on Bun", ours, (run, rt) => ({
+      value: f1(run.idle.rssMiB),
+      ratio: peer ? `${times(run.idle.rssMiB / peer.memory.idleRssMiB)} sshd` : "",
+      met: rt === "bun" ? run.idle.rssMiB <= 40 : undefined,
+    })),
+  );
+  rows.push(
+    row(`RSS after ${sizes.soakCommands} commands (MiB)`, "idle RSS", "—", "no growth after the soak", ours, (run) => {
+      const growth = soakGrowthMiB(run);
+      return {
+        value: `${f1(run.afterSoak.rssMiB)} (${growth >= 0 ? "+" : ""}${f1(growth)} over the soak)`,
+        ratio: `${times(run.afterSoak.rssMiB / run.idle.rssMiB)} idle`,
+        met: growth <= SOAK_GROWTH_TOLERANCE_MIB,
+      };
+    }),
+  );
+  const afterBurst = (label: string, pick: (run: OursRun) => Memory | Unavailable, peak: (run: OursRun) => number | undefined) =>
+    row(`RSS 10 s after ${label} (MiB)`, "idle RSS", "—", "≤ 1.5× idle", ours, (run) => {
+      const m = pick(run);
+      if (isUnavailable(m)) return unavailableCell(m);
+      const p = peak(run);
+      return {
+        value: `${f1(m.rssMiB)}${p !== undefined ? ` (peak ${f1(p)})` : ""}`,
+        ratio: `${times(m.rssMiB / run.idle.rssMiB)} idle`,
+        met: m.rssMiB <= 1.5 * run.idle.rssMiB,
+      };
+    });
+  rows.push(afterBurst(`${stream} stdout ×${2 * sizes.throughputReps}`, (r) => r.afterThroughput, (r) => Math.max(r.throughputJson.peakRssMiB, r.throughputBinary.peakRssMiB)));
+  rows.push(afterBurst(`${sizes.streams} streams`, (r) => r.afterStreams, (r) => r.streams.peakRssMiB));
+  rows.push(afterBurst(`${file} transfers`, (r) => r.afterTransfer, (r) => (isUnavailable(r.transfer) ? undefined : r.transfer.peakRssMiB)));
+
+  // Start-up.
+  const bare = (rt: Runtime) => floors.bareStart[rt]?.medianMs;
+  rows.push(
+    row(
+      "start until /health answers (ms, median)",
+      RUNTIMES.filter((rt) => bare(rt) !== undefined).map((rt) => `${rt} ${f1(bare(rt) as number)}`).join(" / "),
+      "—",
+      "≤ 60 ms on Bun",
+      ours,
+      (run, rt) => ({
+        value: f1(run.startup.medianMs),
+        ratio: bare(rt) ? `${times(run.startup.medianMs / (bare(rt) as number))} bare` : "",
+        met: rt === "bun" ? run.startup.medianMs <= 60 : undefined,
+      }),
+    ),
+  );
+
+  // Round trip.
+  const sp = floors.spawn.true;
+  for (const q of ["p50", "p99"] as const) {
+    rows.push(
+      row(`commands.run('true') ${q} (ms; SDK → bash -l)`, f2(sp[q]), peerText((p) => f2(p.execMs[q])), q === "p50" ? "≤ 3× floor, faster than ssh" : "faster than ssh", ours, (run) => {
+        const v = run.roundTrip.sdk[q];
+        const faster = peer ? v < peer.execMs[q] : undefined;
+        return {
+          value: f2(v),
+          ratio: `${times(v / sp[q])} floor`,
+          met: q === "p50" ? v <= 3 * sp.p50 && faster !== false : faster,
+        };
+      }),
+    );
+  }
+  rows.push(
+    row("Start of `true`, no shell, p50 (ms; Connect JSON)", f2(sp.p50), peerText((p) => f2(p.execMs.p50)), "(diagnostic: the daemon's own share)", ours, (run) => ({
+      value: `${f2(run.roundTrip.connect.p50)} (p99 ${f2(run.roundTrip.connect.p99)})`,
+      ratio: `${times(run.roundTrip.connect.p50 / sp.p50)} floor`,
+      met: undefined,
+    })),
+  );
+
+  // Throughput.
+  rows.push(
+    row(`stdout ${stream}, JSON codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "faster than ssh", ours, (run) => ({
+      value: mbps(run.throughputJson.mbps),
+      ratio: `${pct(run.throughputJson.mbps / floors.pipeMBps)} floor`,
+      met: peer ? run.throughputJson.mbps > peer.throughputMBps : undefined,
+    })),
+  );
+  rows.push(
+    row(`stdout ${stream}, binary codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "≥ 50 % of floor", ours, (run) => ({
+      value: mbps(run.throughputBinary.mbps),
+      ratio: `${pct(run.throughputBinary.mbps / floors.pipeMBps)} floor`,
+      met: run.throughputBinary.mbps >= 0.5 * floors.pipeMBps,
+    })),
+  );
+
+  // Transfers.
+  const tf = floors.transfer;
+  const transferFloor = tf.tcpMBps !== undefined ? Math.min(tf.diskCopyMBps, tf.tcpMBps) : tf.diskCopyMBps;
+  const floorText = `${mbps(transferFloor)} (cp ${mbps(tf.diskCopyMBps)}${tf.tcpMBps !== undefined ? `, tcp ${mbps(tf.tcpMBps)}` : ""})`;
+  for (const dir of ["upload", "download"] as const) {
+    rows.push(
+      row(`${file} ${dir} over /files (MB/s; SDK)`, floorText, peerText((p) => `${mbps(p.scp[`${dir}MBps`])} scp`), "≥ 60 % of floor, faster than scp", ours, (run) => {
+        if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
+        const v = run.transfer[`${dir}MBps`];
+        return {
+          value: mbps(v),
+          ratio: `${pct(v / transferFloor)} floor`,
+          met: v >= 0.6 * transferFloor && (peer ? v > peer.scp[`${dir}MBps`] : true),
+        };
+      }),
+    );
+  }
+  rows.push(
+    row("RSS growth during the transfers (MiB)", "—", "—", "≤ 64 MB", ours, (run) => {
+      if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
+      return { value: f1(run.transfer.rssGrowthMiB), ratio: "", met: run.transfer.rssGrowthMiB <= 64 };
+    }),
+  );
+
+  // Concurrency.
+  rows.push(
+    row(`${sizes.streams} concurrent streaming commands (SDK)`, "—", "—", "all complete; p99 first byte reported", ours, (run) => ({
+      value: `${run.streams.completed}/${run.streams.streams} in ${f1(run.streams.wallS)} s`,
+      ratio: `first byte p50 ${f1(run.streams.firstByteMs.p50)} / p99 ${f1(run.streams.firstByteMs.p99)} ms`,
+      met: run.streams.completed === run.streams.streams,
+    })),
+  );
+
+  // Watch.
+  rows.push(
+    row("watch event latency p50 (ms; SDK watchDir)", "—", "—", "p50 ≤ 20 ms", ours, (run) => {
+      if (isUnavailable(run.watch)) return unavailableCell(run.watch);
+      return {
+        value: f2(run.watch.latencyMs.p50),
+        ratio: `p99 ${f2(run.watch.latencyMs.p99)} ms${run.watch.missed ? `, ${run.watch.missed} missed` : ""}`,
+        met: run.watch.latencyMs.p50 <= 20 && run.watch.missed === 0,
+      };
+    }),
+  );
+  return rows;
+}
+
+/** RSS growth from the end of the soak's warm-up (10 %) to its end, MiB. */
+export function soakGrowthMiB(run: OursRun): number {
+  return run.roundTrip.rssAfterSoak.rssMiB - run.roundTrip.rssWarm.rssMiB;
+}
+
+/**
+ * "No growth" allows this much: the garbage-collected heap moves by a few MiB between any two
+ * samples; a leak of 1 KiB per command would show as ~0.9 MiB over 900 commands and larger leaks
+ * clearly exceed it.
+ */
+export const SOAK_GROWTH_TOLERANCE_MIB = 2;
+
+const metText = (m: boolean | undefined) => (m === undefined ? "–" : m ? "yes" : "**no**");
+
+/** The table as Markdown (what `npm run bench` prints and docs/benchmarks.md holds). */
+export function formatTable(rows: Row[]): string {
+  const head = ["figure", "floor", "OpenSSH", "ours, Bun", "Bun vs ref", "ours, Node 26", "Node vs ref", "target", "met (Bun / Node)"];
+  const lines = [`| ${head.join(" | ")} |`, `| ${head.map(() => "---").join(" | ")} |`];
+  for (const r of rows) {
+    lines.push(
+      `| ${[r.figure, r.floor, r.peer, r.bun.value, r.bun.ratio, r.node.value, r.node.ratio, r.target, `${metText(r.bun.met)} / ${metText(r.node.met)}`].join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,117 @@
+/**
+ * `npm run bench`: our daemon against the physical floor and against OpenSSH, in one run.
+ *
+ *   node bench/run.ts [--smoke] [--runtimes bun,node] [--no-peer] [--out FILE]
+ *
+ * Measures the floors and the OpenSSH peer first, then one pass over our daemon per runtime
+ * (bench/ours.ts), prints the table (Markdown) and writes every raw number as JSON
+ * (bench/results/latest.json by default). Needs root: it creates a throwaway user and runs sshd.
+ * `--smoke` runs every figure with tiny sizes in well under a minute; its numbers mean nothing.
+ * The exit code reflects only whether the suite ran, never whether a target was met.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import { ROOT, type Runtime } from "../test/e2e/harness.ts";
+import { createBenchUser } from "./lib/bench-user.ts";
+import { ensureOpenSsh, startOpenSsh } from "./lib/openssh.ts";
+import { sshdMemory } from "./figures/memory.ts";
+import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
+import { measureBareStart } from "./figures/startup.ts";
+import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
+import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
+import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
+import { buildRows, type Floors, formatTable, type Peer, type Results } from "./report.ts";
+import { FULL, SMOKE } from "./sizes.ts";
+import { sleep } from "./lib/measure.ts";
+
+const { values } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    runtimes: { type: "string", default: "bun,node" },
+    "no-peer": { type: "boolean", default: false },
+    out: { type: "string", default: join(ROOT, "bench", "results", "latest.json") },
+  },
+});
+const sizes = values.smoke ? SMOKE : FULL;
+const runtimes = values.runtimes.split(",").map((s) => s.trim()) as Runtime[];
+for (const rt of runtimes) if (rt !== "bun" && rt !== "node") throw new Error(`unknown runtime ${rt} (bun or node)`);
+
+const started = Date.now();
+const log = (msg: string) => process.stderr.write(`[bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+
+function versionOf(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return (r.stdout || r.stderr || "").trim().split("\n")[0] ?? "";
+}
+
+function machine() {
+  const meminfo = readFileSync("/proc/meminfo", "utf8");
+  const bin = join(ROOT, "node_modules", ".bin");
+  return {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model ?? "",
+    memTotalGiB: Number((totalmem() / 2 ** 30).toFixed(1)),
+    memAvailableGiB: Number((Number(/MemAvailable:\s+(\d+)/.exec(meminfo)?.[1]) / 2 ** 20).toFixed(1)),
+    kernel: versionOf("uname", ["-srm"]),
+    bun: versionOf(join(bin, "bun"), ["--version"]),
+    node: versionOf(join(bin, "node"), ["--version"]),
+    client: `node ${process.version}`,
+    e2bSdk: (JSON.parse(readFileSync(join(ROOT, "node_modules", "e2b", "package.json"), "utf8")) as { version: string }).version,
+    commit: versionOf("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]),
+  };
+}
+
+const work = mkdtempSync("/var/tmp/envd-bench-");
+const src = join(work, "source.bin");
+const local = join(work, "local.bin");
+const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "full", sizes, machine: machine(), loadBefore: loadavg() };
+{
+  using user = createBenchUser();
+  try {
+    log(`floors: fork+exec+wait ×${sizes.spawnFloorRuns}, pipe, disk copy, loopback TCP, bare runtime start`);
+    const spawn = measureSpawnFloor(sizes.spawnFloorRuns, user.name);
+    const pipeMBps = await measurePipeFloor(sizes.streamBytes, sizes.throughputReps);
+    makeSourceFile(src, sizes.transferBytes);
+    const transfer = await measureTransferFloor(src, join(work, "copy.bin"), sizes.transferBytes, Math.max(1, sizes.transferReps));
+    const bareStart: Floors["bareStart"] = {};
+    for (const rt of runtimes) bareStart[rt] = await measureBareStart(rt, sizes.startups);
+    const floors: Floors = { spawn, pipeMBps, transfer, bareStart };
+
+    let peer: Peer | Unavailable;
+    const missing = values["no-peer"] ? "skipped (--no-peer)" : ensureOpenSsh(log);
+    if (missing) {
+      peer = { unavailable: missing };
+    } else {
+      await using ssh = await startOpenSsh(user.name);
+      log(`peer: ${ssh.version} on 127.0.0.1:${ssh.port}`);
+      await sleep(sizes.idleSettleMs);
+      const memory = sshdMemory(ssh.pid, ssh.connectionPids());
+      const execMs = measureSshExec(ssh.ssh, sizes.sshExecRuns);
+      const throughputMBps = await measureSshThroughput(ssh.ssh, sizes.streamBytes, sizes.throughputReps);
+      const remote = join(user.home, "scp.bin");
+      const scp = await measureScp(ssh.scp, ssh.host, src, remote, local, sizes.transferBytes, sizes.transferReps);
+      rmSync(remote, { force: true });
+      peer = { version: ssh.version, memory, execMs, throughputMBps, scp };
+    }
+
+    const ours: Partial<Record<Runtime, OursRun>> = {};
+    for (const rt of runtimes) ours[rt] = await runOurs(rt, sizes, user, { src, local }, log);
+
+    const results: Results = { sizes, floors, peer, ours };
+    const rows = buildRows(results);
+    const table = formatTable(rows);
+    const m = meta.machine;
+    process.stdout.write(
+      `\n${m.nproc} × ${m.cpu}, ${m.memTotalGiB} GiB, ${m.kernel}; bun ${m.bun}, node ${m.node}; ${meta.mode} run, ` +
+        `load ${meta.loadBefore.map((x) => x.toFixed(2)).join(" ")} before\n\n${table}\n`,
+    );
+    mkdirSync(dirname(values.out), { recursive: true });
+    writeFileSync(values.out, `${JSON.stringify({ meta: { ...meta, loadAfter: loadavg(), seconds: (Date.now() - started) / 1000 }, results, rows }, null, 2)}\n`);
+    log(`wrote ${values.out}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,48 @@
+/** How much work each figure does: the full run (`npm run bench`) and the smoke run (`--smoke`). */
+export interface Sizes {
+  spawnFloorRuns: number;
+  idleSettleMs: number;
+  /** Commands in the soak; the round-trip figure is taken from them. */
+  soakCommands: number;
+  sshExecRuns: number;
+  /** Bytes of stdout per throughput run. */
+  streamBytes: number;
+  throughputReps: number;
+  /** Rest after a burst before RSS is read again. */
+  burstSettleMs: number;
+  streams: number;
+  transferBytes: number;
+  transferReps: number;
+  watchEvents: number;
+  startups: number;
+}
+
+export const FULL: Sizes = {
+  spawnFloorRuns: 1000,
+  idleSettleMs: 2_000,
+  soakCommands: 1000,
+  sshExecRuns: 300,
+  streamBytes: 2 ** 30,
+  throughputReps: 3,
+  burstSettleMs: 10_000,
+  streams: 200,
+  transferBytes: 2 ** 30,
+  transferReps: 1,
+  watchEvents: 200,
+  startups: 15,
+};
+
+export const SMOKE: Sizes = {
+  spawnFloorRuns: 50,
+  idleSettleMs: 200,
+  soakCommands: 20,
+  sshExecRuns: 5,
+  streamBytes: 8 * 2 ** 20,
+  throughputReps: 1,
+  burstSettleMs: 200,
+  streams: 10,
+  transferBytes: 8 * 2 ** 20,
+  transferReps: 1,
+  watchEvents: 5,
+  startups: 2,
+};
