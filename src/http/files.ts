@@ -9,7 +9,7 @@
  * and moves bytes between the socket and the file with backpressure in both directions.
  */
 import { basename, extname } from "node:path";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zlibConstants, createGunzip, createGzip } from "node:zlib";
 import mime from "mime-types";
@@ -237,7 +237,7 @@ async function upload(deps: FilesDeps, ctx: RouteContext): Promise<UploadEntry[]
   if (isRaw) {
     if (path === undefined) throw new EnvdError(Code.InvalidArgument, "path query parameter is required for raw body upload");
     const target = resolvePath(path, user.home, deps.session.defaultWorkdir);
-    const { bytes } = await writeFileAtomically(target, sourceErrors(body, signal, gzip), {
+    const { bytes } = await writeFileAtomically(target, sourceErrors(body, signal, gzip ? "gzip" : "raw"), {
       ...writeOptions,
       // A raw, unencoded body must be exactly as long as declared: a short one is a lost client.
       expectedBytes: gzip ? undefined : declaredBytes,
@@ -265,7 +265,7 @@ async function upload(deps: FilesDeps, ctx: RouteContext): Promise<UploadEntry[]
       throw new EnvdError(Code.InvalidArgument, message);
     }
     let source: AsyncIterable<Uint8Array>;
-    if (part.kind === "file") source = sourceErrors(part.stream, signal, gzip);
+    if (part.kind === "file") source = sourceErrors(part.stream, signal, gzip ? "gzip" : "multipart");
     else {
       if (part.truncated) {
         throw new EnvdError(Code.InvalidArgument, "part 'file' without a filename is larger than 1 MiB: send it as a file part (with a filename)");
@@ -282,28 +282,33 @@ async function upload(deps: FilesDeps, ctx: RouteContext): Promise<UploadEntry[]
   return entries;
 }
 
-/** The request body, gunzipped when asked. Errors of the request itself reach the returned stream. */
+/**
+ * The request body, gunzipped when asked, as a stream of our own piped from the request: ending
+ * our iteration early (a failed write) must not destroy the request, whose socket still has to
+ * carry the error response. Errors of the request itself reach the returned stream.
+ */
 function requestBody(req: AnyRequest, gzip: boolean): Readable {
   const raw = req as unknown as Readable;
-  if (!gzip) return raw;
-  const gunzip = createGunzip();
-  raw.on("error", (err) => gunzip.destroy(err));
-  raw.pipe(gunzip);
-  return gunzip;
+  const out = gzip ? createGunzip() : new PassThrough({ highWaterMark: 256 << 10 });
+  raw.on("error", (err) => out.destroy(err));
+  raw.pipe(out);
+  return out;
 }
 
 /** Re-throws a body stream's failure as what it means for the client. */
-async function* sourceErrors(source: AsyncIterable<Uint8Array>, signal: AbortSignal, gzip: boolean): AsyncGenerator<Uint8Array> {
+async function* sourceErrors(source: AsyncIterable<Uint8Array>, signal: AbortSignal, what: "gzip" | "multipart" | "raw"): AsyncGenerator<Uint8Array> {
   try {
     yield* source;
   } catch (err) {
     if (err instanceof EnvdError) throw err;
     if (signal.aborted) throw new EnvdError(Code.Canceled, "the client went away during the upload", { cause: err });
     const code = (err as NodeJS.ErrnoException).code ?? "";
-    if (gzip && code.startsWith("Z_")) {
-      throw new EnvdError(Code.InvalidArgument, `error decompressing request body: ${(err as Error).message}`, { cause: err });
+    const message = (err as Error).message;
+    if (what === "gzip" && code.startsWith("Z_")) {
+      throw new EnvdError(Code.InvalidArgument, `error decompressing request body: ${message}`, { cause: err });
     }
-    throw new EnvdError(Code.Canceled, `error reading the request body: ${(err as Error).message}`, { cause: err });
+    if (what === "multipart") throw new EnvdError(Code.InvalidArgument, `error reading multipart form: ${message}`, { cause: err });
+    throw new EnvdError(Code.InvalidArgument, `error reading the request body: ${message}`, { cause: err });
   }
 }
 

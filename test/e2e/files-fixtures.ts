@@ -101,10 +101,10 @@ export function multipartBody(parts: FormPart[], boundary = `----envd${randomByt
 }
 
 /**
- * Sends a request on a raw socket: the head, then `bodyPrefix`, then destroys the socket
- * without sending the rest. Resolves once the socket is closed.
+ * Starts a request on a raw socket: sends the head and `bodyPrefix`, and returns a function that
+ * cuts the connection (without sending the rest) and resolves once the socket is closed.
  */
-export async function abortedRequest(envd: Daemon, head: string, bodyPrefix: Buffer): Promise<void> {
+export async function partialRequest(envd: Daemon, head: string, bodyPrefix: Buffer): Promise<() => Promise<void>> {
   const socket = net.connect(envd.port, "127.0.0.1");
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", resolve);
@@ -113,9 +113,11 @@ export async function abortedRequest(envd: Daemon, head: string, bodyPrefix: Buf
   socket.on("error", () => {});
   await new Promise<void>((resolve) => socket.write(head, () => resolve()));
   await new Promise<void>((resolve) => socket.write(bodyPrefix, () => resolve()));
-  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  socket.destroy();
-  await closed;
+  return async () => {
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    socket.destroy();
+    await closed;
+  };
 }
 
 /** Decoded JSON body of a Response plus its status, for compact assertions. */
