@@ -126,8 +126,13 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
         const stopped = server.stopAccepting();
         metadata.stop();
         cpu.stop();
+        // Keep-alive connections must not carry new requests while processes end: close them as
+        // soon as they are idle (streams keep theirs until their end event is written).
+        server.closeIdleConnections();
+        const idleSweep = setInterval(() => server.closeIdleConnections(), 50);
+        idleSweep.unref();
         // Ending the processes ends their streams with a proper end event.
-        await processes[Symbol.asyncDispose]();
+        await processes[Symbol.asyncDispose]().finally(() => clearInterval(idleSweep));
         watchers[Symbol.dispose]();
         await watches[Symbol.asyncDispose]();
         shutdown.abort();

@@ -6,6 +6,9 @@ import { createDaemon } from "./daemon.ts";
 import { createLogger } from "./log.ts";
 import { BUILD_COMMIT, ENVD_VERSION } from "./version.ts";
 
+/** Longest a clean shutdown may take before the daemon exits 1 anyway. */
+const SHUTDOWN_WATCHDOG_MS = 30_000;
+
 const parsed = parseConfig(process.argv.slice(2), process.env);
 switch (parsed.kind) {
   case "version":
@@ -42,8 +45,20 @@ switch (parsed.kind) {
       runtime: typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node",
       pid: process.pid,
     });
+    let stopping = false;
     const stop = (signal: string) => {
+      // A second signal must not cut the shutdown short: children would be orphaned mid-way.
+      if (stopping) {
+        log.info("already shutting down", { signal });
+        return;
+      }
+      stopping = true;
       log.info("shutting down", { signal });
+      // Last resort if something hangs: the process table already SIGKILLs after its grace period.
+      setTimeout(() => {
+        log.error("shutdown did not finish in time");
+        process.exit(1);
+      }, SHUTDOWN_WATCHDOG_MS).unref();
       daemon.close().then(
         () => {
           log.info("stopped");
@@ -55,8 +70,8 @@ switch (parsed.kind) {
         },
       );
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGPIPE", () => {});
     break;
   }
