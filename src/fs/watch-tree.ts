@@ -24,6 +24,7 @@ import {
   OP_CREATE,
   OP_REMOVE,
   OP_RENAME,
+  OP_WRITE,
   opsOfMask,
   type RawEvent,
   WATCH_MASK,
@@ -33,8 +34,11 @@ export interface TreeSyscalls {
   /** inotify_add_watch: the wd, or -errno. */
   addWatch(path: string, mask: number): number;
   rmWatch(wd: number): void;
-  /** Names of `path`'s entries and whether each is a directory (not following symlinks); undefined if gone. */
-  readDir(path: string): { name: string; isDir: boolean }[] | undefined;
+  /**
+   * `path`'s entries (not following symlinks): whether each is a directory, and whether it is a
+   * regular file with content; undefined if `path` is gone.
+   */
+  readDir(path: string): { name: string; isDir: boolean; hasData: boolean }[] | undefined;
 }
 
 /** [name relative to the watched directory, OP_* bits] */
@@ -59,6 +63,8 @@ export class WatchTree {
   readonly #wdOf = new Map<string, number>();
   /** Names reported by a scan of a new directory, whose own CREATE may still be in the queue. */
   readonly #scanned = new Set<string>();
+  /** Files with content reported by a scan, whose own WRITE may still be in the queue. */
+  readonly #scannedWrites = new Set<string>();
   #rootWd = -1;
   #end: TreeEnd | undefined;
 
@@ -117,6 +123,7 @@ export class WatchTree {
       const rel = base === "" ? r.name : `${base}/${r.name}`;
       let ops = opsOfMask(r.mask);
       if (ops & OP_CREATE && this.#scanned.delete(rel)) ops &= ~OP_CREATE;
+      if (ops & OP_WRITE && this.#scannedWrites.delete(rel)) ops &= ~OP_WRITE;
       if (ops) out.push([rel, ops]);
       if (this.recursive && r.mask & IN_ISDIR) {
         if (r.mask & (IN_MOVED_FROM | IN_DELETE)) this.#dropSubtree(rel, (r.mask & IN_MOVED_FROM) !== 0);
@@ -129,9 +136,13 @@ export class WatchTree {
   /** The kernel queue is empty: every CREATE for names found by scans has been read by now. */
   drained(): void {
     this.#scanned.clear();
+    this.#scannedWrites.clear();
   }
 
-  /** Watches `rel` and everything below it; with `out`, reports what is already inside as CREATE. */
+  /**
+   * Watches `rel` and everything below it; with `out`, reports what is already inside as CREATE,
+   * plus WRITE for files that already have content: those happened before the watch existed.
+   */
   #addSubtree(rel: string, out: TreeEvent[] | undefined): void {
     const stack = [rel];
     while (stack.length > 0 && !this.#end) {
@@ -154,8 +165,9 @@ export class WatchTree {
       for (const e of entries) {
         const child = dir === "" ? e.name : `${dir}/${e.name}`;
         if (out) {
-          out.push([child, OP_CREATE]);
+          out.push([child, e.hasData ? OP_CREATE | OP_WRITE : OP_CREATE]);
           this.#scanned.add(child);
+          if (e.hasData) this.#scannedWrites.add(child);
         }
         if (e.isDir) stack.push(child);
       }

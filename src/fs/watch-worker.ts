@@ -7,7 +7,8 @@
  * Protocol (see watch-engine.ts): commands arrive on `workerData.commands` (read synchronously
  * with receiveMessageOnPort after a wake-up); replies and events go to `parentPort`.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { IN_CLOEXEC, IN_NONBLOCK, parseEvents } from "./inotify.ts";
 import { EAGAIN, EINTR, type Libc, loadLibc, POLLERR, POLLIN, POLLNVAL } from "./native.ts";
@@ -70,7 +71,11 @@ function run(libc: Libc): void {
       },
       readDir: (path) => {
         try {
-          return readdirSync(path, { withFileTypes: true }).map((d) => ({ name: d.name, isDir: d.isDirectory() }));
+          return readdirSync(path, { withFileTypes: true }).map((d) => ({
+            name: d.name,
+            isDir: d.isDirectory(),
+            hasData: d.isFile() && (statSync(join(path, d.name), { throwIfNoEntry: false })?.size ?? 0) > 0,
+          }));
         } catch {
           return undefined;
         }
