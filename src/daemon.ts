@@ -23,6 +23,7 @@ import { UserDb } from "./users/user-db.ts";
 import { CaInstaller } from "./vm/ca-bundle.ts";
 import { createClockSetter } from "./vm/clock.ts";
 import { InitService } from "./vm/init-service.ts";
+import type { LogShipper } from "./vm/log-shipper.ts";
 import { CpuSampler } from "./vm/metrics.ts";
 import { MetadataPoller, MmdsClient } from "./vm/mmds.ts";
 import { writeBootMarker } from "./vm/run-files.ts";
@@ -42,7 +43,12 @@ const RPC_READ_MAX_BYTES = 64 << 20;
 /** How long shutdown waits for open responses to finish before destroying their connections. */
 const SHUTDOWN_DRAIN_MS = 1_000;
 
-export async function createDaemon(config: Config, log: Logger, env: NodeJS.ProcessEnv): Promise<Daemon> {
+export async function createDaemon(
+  config: Config,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+  extras: { logShipper?: LogShipper | undefined } = {},
+): Promise<Daemon> {
   const shutdown = new AbortController();
   const session = new Session();
   const names = flavorNames(config.flavor);
@@ -54,7 +60,14 @@ export async function createDaemon(config: Config, log: Logger, env: NodeJS.Proc
     vmLog.warn("could not write the boot marker", { dir: config.vm.runDir, err: String(err) });
   }
   const mmds = new MmdsClient(config.vm.mmdsUrl);
-  const metadata = new MetadataPoller({ client: mmds, session, names, runDir: config.vm.runDir, log: vmLog });
+  const metadata = new MetadataPoller({
+    client: mmds,
+    session,
+    names,
+    runDir: config.vm.runDir,
+    log: vmLog,
+    onData: (data) => extras.logShipper?.setTarget(data),
+  });
   if (!config.isNotFc) metadata.start();
   const cpu = new CpuSampler();
   cpu.start();

@@ -4,6 +4,7 @@
 import { parseConfig, USAGE } from "./config.ts";
 import { createDaemon } from "./daemon.ts";
 import { createLogger } from "./log.ts";
+import { LogShipper } from "./vm/log-shipper.ts";
 import { BUILD_COMMIT, ENVD_VERSION } from "./version.ts";
 
 /** Longest a clean shutdown may take before the daemon exits 1 anyway. */
@@ -29,12 +30,17 @@ switch (parsed.kind) {
     break;
   case "run": {
     const config = parsed.config;
-    const log = createLogger(config.logLevel);
+    // In Firecracker the log lines also go to the host's collector (its address comes from MMDS).
+    const shipper = config.isNotFc ? undefined : new LogShipper();
+    const log = createLogger(config.logLevel, (line) => {
+      process.stdout.write(line);
+      shipper?.write(line);
+    });
     // Read the daemon's own environment once; children get only what launch-plan gives them.
     const env = { ...process.env };
     process.on("uncaughtException", (err) => log.error("uncaught exception", { err, stack: err.stack }));
     process.on("unhandledRejection", (err) => log.error("unhandled rejection", { err: String(err) }));
-    const daemon = await createDaemon(config, log, env).catch((err: unknown) => {
+    const daemon = await createDaemon(config, log, env, { logShipper: shipper }).catch((err: unknown) => {
       log.error("failed to start", { err: String(err) });
       process.exit(1);
     });
@@ -55,13 +61,16 @@ switch (parsed.kind) {
       stopping = true;
       log.info("shutting down", { signal });
       // Last resort if something hangs: the process table already SIGKILLs after its grace period.
+      // Deliberately ref'd: it also keeps the event loop alive until close() is done, because the
+      // shutdown waits on unref'd timers and Bun would otherwise exit 0 half-way, on an empty loop.
       setTimeout(() => {
         log.error("shutdown did not finish in time");
         process.exit(1);
-      }, SHUTDOWN_WATCHDOG_MS).unref();
+      }, SHUTDOWN_WATCHDOG_MS);
       daemon.close().then(
-        () => {
+        async () => {
           log.info("stopped");
+          await shipper?.close(1_000);
           process.exit(0);
         },
         (err: unknown) => {

@@ -100,6 +100,8 @@ export interface FakeMmds extends AsyncDisposable {
   hold: Promise<void> | undefined;
   requests: { method: string; url: string; headers: http.IncomingHttpHeaders }[];
   token: string;
+  /** Bodies POSTed to `<url>/logs` (the fake doubles as the log collector). */
+  logs: { contentType: string | undefined; body: string }[];
 }
 
 /** A fake MMDS on 127.0.0.1: PUT /latest/api/token → token; GET / with that token → data. */
@@ -112,12 +114,20 @@ export async function startFakeMmds(data: unknown): Promise<FakeMmds> {
     hold: undefined,
     requests: [],
     token: `mmds-token-${Math.random().toString(36).slice(2)}`,
+    logs: [],
     async [Symbol.asyncDispose]() {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));
     },
   };
   const server = http.createServer(async (req, res) => {
+    if (req.method === "POST" && req.url === "/logs") {
+      let body = "";
+      for await (const chunk of req) body += String(chunk);
+      fake.logs.push({ contentType: req.headers["content-type"], body });
+      res.writeHead(200).end();
+      return;
+    }
     fake.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
     if (fake.failNext > 0) {
       fake.failNext--;

@@ -113,6 +113,8 @@ for (const runtime of RUNTIMES) {
       assert.equal(stubborn.end?.status, "signal: killed");
       assert.equal(terminal.end?.exited, false); // an interactive shell ignores SIGTERM: killed
       assert.equal(await exit, 0);
+      // close() ran to its end (Bun once exited half-way through, on an empty event loop).
+      await eventually(() => envd.logs.some((l) => l.msg === "stopped"), "the stopped log line");
       assert.deepEqual(descendantsOf(envd.pid), []);
       const survivors = children.filter((id) => liveIdentity(Number(id.split(":")[0])) === id);
       assert.deepEqual(survivors, []);

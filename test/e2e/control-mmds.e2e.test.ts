@@ -39,6 +39,27 @@ for (const runtime of RUNTIMES) {
       assert.equal(mmds.requests.length, seen);
     });
 
+    test("the daemon's log lines go to the collector named by the metadata, with the ids added", async () => {
+      await using mmds = await startFakeMmds({ instanceID: "sbx-logs", envID: "tmpl-logs" });
+      mmds.data = { instanceID: "sbx-logs", envID: "tmpl-logs", address: `${mmds.url}/logs` };
+      {
+        await using envd = await startDaemon({ runtime, args: FC, env: { ENVD_MMDS_URL: mmds.url, ENVD_RUN_DIR: tempDir("run") } });
+        // Lines from before the metadata was read are shipped too ("listening" is logged at start).
+        await eventually(() => mmds.logs.some((l) => (JSON.parse(l.body) as { msg: string }).msg === "listening"), "the listening line");
+        assert.equal((await postInit(envd, { envVars: { X: "1" } })).status, 204);
+        await eventually(() => mmds.logs.some((l) => (JSON.parse(l.body) as { msg: string }).msg === "init applied"), "the init line");
+      }
+      // Shutdown flushes what is left: the last line arrives before the daemon exits.
+      assert.ok(mmds.logs.some((l) => (JSON.parse(l.body) as { msg: string }).msg === "stopped"));
+      for (const l of mmds.logs) {
+        assert.equal(l.contentType, "application/json");
+        const rec = JSON.parse(l.body) as Record<string, unknown>;
+        assert.equal(rec.instanceID, "sbx-logs");
+        assert.equal(rec.envID, "tmpl-logs");
+        assert.equal(typeof rec.level, "string");
+      }
+    });
+
     test("missing and extra fields are tolerated, and a later read without an id keeps the old one", async () => {
       await using mmds = await startFakeMmds({ instanceID: "only-the-sandbox", envID: 42, somethingNew: true });
       const runDir = tempDir("run");
