@@ -16,11 +16,12 @@ import {
   unlinkSync,
   writeFileSync,
 } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EventType, FileType, type WatchDirResponse } from "../../src/gen/filesystem/filesystem_pb.js";
-import { type Daemon, eventually, RUNTIMES, startDaemon } from "./harness.ts";
+import { type Daemon, eventually, isRoot, RUNTIMES, startDaemon } from "./harness.ts";
 
 type Ev = WatchDirResponse["event"];
 
@@ -92,6 +93,15 @@ function maxQueuedEvents(): number {
 }
 
 const BURST = 10_000;
+
+const hasBindfs = (() => {
+  try {
+    execFileSync("bindfs", ["--version"], { stdio: "ignore" });
+    return isRoot;
+  } catch {
+    return false;
+  }
+})();
 /** Streams not yet aborted by their test (a failing test must not leave watches behind). */
 const opened: Collected[] = [];
 
@@ -226,6 +236,24 @@ for (const runtime of RUNTIMES) {
       await rejectsWith(envd.filesystem.createWatcher({ path: join(d, "file") }), Code.InvalidArgument);
       // the daemon is fine afterwards
       assert.ok((await envd.filesystem.stat({ path: d })).entry);
+    });
+
+    test("a FUSE mount is refused unless allowNetworkMounts is set", { skip: !hasBindfs && "needs bindfs (apt-get install bindfs)" }, async () => {
+      const src = freshDir();
+      const mnt = freshDir();
+      execFileSync("bindfs", [src, mnt]);
+      try {
+        await rejectsWith(watch(envd, { path: mnt }), Code.InvalidArgument, /cannot watch path on network filesystem/);
+        await rejectsWith(watch(envd, { path: mnt, recursive: true }), Code.InvalidArgument, /network filesystem/);
+        await rejectsWith(envd.filesystem.createWatcher({ path: mnt }), Code.InvalidArgument, /network filesystem/);
+        const w = await watch(envd, { path: mnt, allowNetworkMounts: true });
+        writeFileSync(join(mnt, "via-fuse"), "x");
+        await eventually(() => w.fs().includes("CREATE via-fuse"), "an event through the mount");
+        w.abort();
+        await w.done;
+      } finally {
+        execFileSync("umount", [mnt]);
+      }
     });
 
     test("allowNetworkMounts is accepted on a local directory", async () => {
