@@ -196,12 +196,16 @@ const ONE = (() => {
   return b;
 })();
 
-function limit(name: string): string {
-  try {
-    return readFileSync(`/proc/sys/fs/inotify/${name}`, "utf8").trim();
-  } catch {
-    return "?";
+/** An inotify limit as it applies to the daemon: the user namespace's own value where there is one. */
+function limit(name: "max_user_instances" | "max_user_watches" | "max_queued_events"): string {
+  const perNamespace = { max_user_instances: "max_inotify_instances", max_user_watches: "max_inotify_watches" } as const;
+  const paths = name === "max_queued_events" ? [] : [`/proc/sys/user/${perNamespace[name]}`];
+  for (const path of [...paths, `/proc/sys/fs/inotify/${name}`]) {
+    try {
+      return readFileSync(path, "utf8").trim();
+    } catch {}
   }
+  return "?";
 }
 
 /** A watch that could not start: the inotify limits are ResourceExhausted and say which. */
