@@ -282,6 +282,28 @@ for (const runtime of RUNTIMES) {
       await eventually(() => inotifyCount(envd.pid) === idle, "no watches after");
     });
 
+    test("keepalives flow on a quiet watch; Connect-Timeout-Ms ends it with deadline_exceeded and releases it", async () => {
+      const d = freshDir();
+      const idle = inotifyCount(envd.pid);
+      const w = await watch(envd, { path: d }, { "keepalive-ping-interval": "1" });
+      await eventually(() => w.events.some((e) => e.case === "keepalive"), "a keepalive", 10_000);
+      assert.equal(w.fs().length, 0);
+      w.abort();
+      await w.done;
+      const events: string[] = [];
+      const err = await (async () => {
+        try {
+          for await (const res of envd.filesystem.watchDir({ path: d }, { timeoutMs: 300 })) events.push(res.event.case ?? "");
+        } catch (e) {
+          return ConnectError.from(e);
+        }
+        return undefined;
+      })();
+      assert.equal(events[0], "start");
+      assert.equal(Code[err?.code ?? Code.Unknown], "DeadlineExceeded", String(err));
+      await eventually(() => inotifyCount(envd.pid) === idle, "the watch is released");
+    });
+
     test("removing the watched directory reports REMOVE . and ends the stream", async () => {
       const d = freshDir();
       const idle = inotifyCount(envd.pid);
