@@ -18,9 +18,13 @@ export function shouldSetClock(guestNowNs: bigint, hostNs: bigint): boolean {
   return guestNowNs < hostNs - MAX_BEHIND_NS || guestNowNs > hostNs + MAX_AHEAD_NS;
 }
 
-/** The wall clock in ns since the epoch (ms resolution is plenty against a 50 ms threshold). */
+/**
+ * The wall clock (CLOCK_REALTIME) in ns since the epoch; ms resolution is plenty against a 50 ms
+ * threshold. Not `performance.timeOrigin + now()`: that is monotonic from start and would not see
+ * the clock being set, or a restored snapshot's stale clock.
+ */
 export function wallClockNs(): bigint {
-  return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1_000)) * 1_000n;
+  return BigInt(Date.now()) * 1_000_000n;
 }
 
 /** `@<seconds>.<9-digit nanoseconds>`, the argument `date -s` takes. */
