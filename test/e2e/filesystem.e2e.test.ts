@@ -393,6 +393,25 @@ describe("Filesystem service: unary RPCs", () => {
         }
       });
 
+      test("after /init, '' is the default workdir and the default user owns what MakeDir creates", { skip: !isRoot && "needs root (useradd)" }, async () => {
+        await using own = await startDaemon({ runtime });
+        const workdir = join(dir, "workdir");
+        mkdirSync(workdir);
+        const res = await own.fetch("/init", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ defaultUser: TEST_USER, defaultWorkdir: workdir }),
+        });
+        assert.equal(res.status, 204);
+        assert.equal((await own.filesystem.stat({ path: "" })).entry?.path, workdir);
+        assert.equal((await own.filesystem.listDir({ path: "", depth: 1 })).entries.length, 0);
+        // relative paths still start at the user's home, not the workdir (as in Go envd)
+        const made = await own.filesystem.makeDir({ path: `init-made-${runtime}/x` });
+        assert.equal(made.entry?.path, join(TEST_HOME, `init-made-${runtime}`, "x"));
+        assert.equal(made.entry?.owner, TEST_USER);
+        assert.equal(statSync(join(TEST_HOME, `init-made-${runtime}`)).uid, uid);
+      });
+
       test("User-Agent connect-python gets the legacy EntryInfo and X-E2B-Legacy-SDK", async () => {
         const f = join(dir, "legacy.txt");
         writeFileSync(f, "abc");
