@@ -2,11 +2,11 @@
  * Filesystem service: resolve the user and path, check the request, call the domain (src/fs),
  * build messages. Errors keep their Connect codes; nothing here touches the disk itself.
  */
+import { stat } from "node:fs/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
-import type { Entry } from "../fs/entry-info.ts";
-import { entryInfo } from "../fs/entry-info.ts";
+import { type Entry, entryInfo } from "../fs/entry-info.ts";
 import { listDir } from "../fs/list-dir.ts";
 import { makeDir } from "../fs/make-dir.ts";
 import { move } from "../fs/move.ts";
@@ -27,7 +27,6 @@ import type { User, UserDb } from "../users/user-db.ts";
 import type { Session } from "../vm/session.ts";
 import { resolveUser, usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
-import { stat } from "node:fs/promises";
 
 type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
 type EventInit = MessageInitShape<typeof FilesystemEventSchema>;
