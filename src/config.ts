@@ -1,4 +1,5 @@
 /** Command-line configuration. Pure: parsing never touches the system. */
+import { type LifecycleConfig, parseLifecycleConfig } from "./vm/snapshot-config.ts";
 import { parseVmConfig, type VmConfig } from "./vm/vm-config.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -18,6 +19,8 @@ export interface Config {
   flavor: Flavor;
   /** Metadata URL, run dir, hosts file, CA paths, clock command (src/vm/vm-config.ts; ENVD_* variables). */
   vm: VmConfig;
+  /** Port forwarding, reaper, page-cache reclaim, fsfreeze target (src/vm/snapshot-config.ts). */
+  lifecycle: LifecycleConfig;
 }
 
 export type ParseResult =
@@ -30,7 +33,7 @@ export type ParseResult =
 export const DEFAULT_PORT = 49983;
 
 const BOOLEAN_FLAGS = new Set(["isnotfc", "no-cgroups", "version", "commit", "help", "verbose"]);
-const VALUE_FLAGS = new Set(["port", "host", "cmd", "cgroup-root", "log-level", "flavor"]);
+const VALUE_FLAGS = new Set(["port", "host", "cmd", "cgroup-root", "log-level", "flavor", "forward-address", "reaper", "reclaim-threshold"]);
 
 export const USAGE = `Usage: envd [flags]
   -port N            port to listen on (default ${DEFAULT_PORT}; 0 picks a free one)
@@ -41,6 +44,11 @@ export const USAGE = `Usage: envd [flags]
   -no-cgroups        do not use cgroups
   -log-level LEVEL   debug, info, warn or error (default info); -verbose = debug
   -flavor NAME       e2b (GET /health answers 204) or wrenn (200 {"version"}); default e2b
+  -forward-address A host-facing address(es) loopback-only ports are forwarded to, comma-separated
+                     (default 169.254.0.21; "" turns port forwarding off)
+  -reaper MODE       auto (run a reaping init in front of the daemon when PID 1), on (always, as
+                     a child subreaper) or off; default auto
+  -reclaim-threshold PCT  drop the page cache above PCT % memory use (default 80; 0 = never)
   -commit            print the build commit and exit
   -version           print the envd version and exit
 Flags take one dash or two, and a value as "-flag value" or "-flag=value".`;
@@ -92,6 +100,13 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Pa
   if (flavor !== "e2b" && flavor !== "wrenn") {
     return { kind: "error", message: `invalid value "${flavor}" for flag -flavor` };
   }
+  const isNotFc = bools.has("isnotfc");
+  const lifecycle = parseLifecycleConfig(
+    { forwardAddress: values.get("forward-address"), reaper: values.get("reaper"), reclaimThreshold: values.get("reclaim-threshold") },
+    env,
+    isNotFc,
+  );
+  if ("error" in lifecycle) return { kind: "error", message: lifecycle.error };
   return {
     kind: "run",
     config: {
@@ -104,6 +119,7 @@ export function parseConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Pa
       logLevel,
       flavor,
       vm: parseVmConfig(env, flavor),
+      lifecycle,
     },
   };
 }

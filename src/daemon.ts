@@ -12,6 +12,7 @@ import { postInit } from "./http/init.ts";
 import { getMetrics } from "./http/metrics.ts";
 import { Router } from "./http/router.ts";
 import type { Logger } from "./log.ts";
+import { createCgroups } from "./process/cgroups.ts";
 import { ProcessManager } from "./process/process-manager.ts";
 import { errorInterceptor } from "./rpc/error-interceptor.ts";
 import { createProcessService } from "./rpc/process-service.ts";
@@ -29,6 +30,7 @@ import { MetadataPoller, MmdsClient } from "./vm/mmds.ts";
 import { writeBootMarker } from "./vm/run-files.ts";
 import { Session } from "./vm/session.ts";
 import { startBootCommand } from "./vm/start-command.ts";
+import { createVmLifecycle, protectDaemonFromOom, type VmLifecycle } from "./vm/snapshot-subsystem.ts";
 import { flavorNames, internalEnvNames } from "./vm/vm-config.ts";
 import { VolumeMounter } from "./vm/volume-mounts.ts";
 
@@ -50,6 +52,7 @@ export async function createDaemon(
   extras: { logShipper?: LogShipper | undefined } = {},
 ): Promise<Daemon> {
   const shutdown = new AbortController();
+  protectDaemonFromOom(log);
   const session = new Session();
   const names = flavorNames(config.flavor);
   session.internalEnv.set(names.sandbox, config.isNotFc ? "false" : "true");
@@ -72,7 +75,10 @@ export async function createDaemon(
   const cpu = new CpuSampler();
   cpu.start();
   const users = new UserDb();
-  const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "" });
+  const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
+  const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "", cgroupOf: (kind) => cgroups.procsPath(kind) });
+  // Snapshot/restore, port forwarding, freeze: built once the server exists (below).
+  let vm: VmLifecycle | undefined;
   const watches = new WatchEngine(log.child({ component: "watch" }));
   const watchers = new WatcherRegistry();
 
@@ -91,8 +97,9 @@ export async function createDaemon(
     interceptors: [errorInterceptor(log.child({ component: "rpc" }))],
   });
 
+  const setClock = createClockSetter(config.vm.clockCommand, env.PATH ?? "");
   const router = new Router(log.child({ component: "http" }));
-  router.add("GET", "/health", getHealth(config.flavor));
+  router.add("GET", "/health", getHealth(config.flavor, (ctx) => vm?.onHealth(ctx)));
   const files = { session, users, log: log.child({ component: "files" }) };
   router.add("GET", "/files", getFiles(files));
   router.add("POST", "/files", postFiles(files));
@@ -104,13 +111,14 @@ export async function createDaemon(
     names,
     internalNames: internalEnvNames(names),
     mmdsTokenHash: config.isNotFc ? undefined : (signal) => mmds.accessTokenHash(signal),
-    setClock: createClockSetter(config.vm.clockCommand, env.PATH ?? ""),
+    setClock,
     ca: new CaInstaller({ bundle: config.vm.caBundlePath, cert: config.vm.caCertPath }, vmLog),
     mounts: new VolumeMounter({ log: vmLog }),
     hostsFile: config.vm.hostsFile,
     shutdownSignal: shutdown.signal,
     // As E2B envd: after each /init, look at the metadata again for up to 60 s (resume updates it).
     onInit: () => {
+      vm?.onInit();
       if (!config.isNotFc) metadata.start(60_000);
     },
   });
@@ -126,6 +134,19 @@ export async function createDaemon(
     rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/"],
     shutdownSignal: shutdown.signal,
   });
+  vm = createVmLifecycle({
+    config,
+    log,
+    path: env.PATH ?? "",
+    server,
+    cgroups,
+    setClock,
+    router,
+    loops: [
+      { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
+      { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
+    ],
+  });
   const address = await server.listen(config.port, config.host);
   if (config.cmd !== undefined && config.cmd !== "") {
     await startBootCommand(config.cmd, { processes, users, session, log });
@@ -139,6 +160,7 @@ export async function createDaemon(
         const stopped = server.stopAccepting();
         metadata.stop();
         cpu.stop();
+        await vm?.[Symbol.asyncDispose]();
         // Keep-alive connections must not carry new requests while processes end: close them as
         // soon as they are idle (streams keep theirs until their end event is written).
         server.closeIdleConnections();

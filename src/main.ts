@@ -4,6 +4,7 @@
 import { parseConfig, USAGE } from "./config.ts";
 import { createDaemon } from "./daemon.ts";
 import { createLogger } from "./log.ts";
+import { runInit, shouldRunInit } from "./process/reaper-init.ts";
 import { LogShipper } from "./vm/log-shipper.ts";
 import { BUILD_COMMIT, ENVD_VERSION } from "./version.ts";
 
@@ -30,6 +31,11 @@ switch (parsed.kind) {
     break;
   case "run": {
     const config = parsed.config;
+    // As PID 1 (or with -reaper on) this process becomes a small reaping init and runs the daemon
+    // as its child: Node and Bun cannot reap orphans themselves (docs/architecture.md).
+    if (shouldRunInit(config.lifecycle.reaper, process.env)) {
+      process.exit(await runInit({ log: createLogger(config.logLevel).child({ component: "init" }), env: process.env }));
+    }
     // In Firecracker the log lines also go to the host's collector (its address comes from MMDS).
     const shipper = config.isNotFc ? undefined : new LogShipper();
     const log = createLogger(config.logLevel, (line) => {

@@ -26,14 +26,21 @@ export interface ServerDeps {
 
 const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** Idle time before the first TCP keepalive probe on an accepted connection. */
+const TCP_KEEPALIVE_MS = 30_000;
 
 export class EnvdServer {
   readonly #deps: ServerDeps;
   readonly #tcp: net.Server;
   readonly #h1: http.Server;
   readonly #h2: http2.Http2Server;
-  /** Every open connection, with the time it was accepted. */
-  readonly connections = new Map<Socket, { acceptedAt: number }>();
+  /** Every open connection: when it was accepted, and (HTTP/1.1) its requests so far and in flight. */
+  readonly connections = new Map<Socket, { acceptedAt: number; h2: boolean; requests: number; inFlight: number }>();
+  /**
+   * HTTP/1.1 keep-alive for new responses. Off between a snapshot prepare and the restore, so no
+   * connection stays open across the snapshot (vm/snapshot.ts).
+   */
+  keepAlive = true;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
@@ -72,15 +79,23 @@ export class EnvdServer {
     return n;
   }
 
-  /** Asks HTTP/1.1 keep-alive connections that are idle to close. */
+  /** Closes HTTP/1.1 keep-alive connections that are idle (answered every request they carried). */
   closeIdleConnections(): void {
     this.#h1.closeIdleConnections();
+    // Node's own list is only kept for servers that listen(); ours gets its sockets handed over.
+    for (const [socket, info] of this.connections) {
+      if (!info.h2 && info.requests > 0 && info.inFlight === 0) socket.destroy();
+    }
   }
 
   #accept(socket: Socket): void {
-    this.connections.set(socket, { acceptedAt: Date.now() });
+    const info = { acceptedAt: Date.now(), h2: false, requests: 0, inFlight: 0 };
+    this.connections.set(socket, info);
     socket.once("close", () => this.connections.delete(socket));
     socket.on("error", () => {});
+    // A peer that vanished (a VM restored elsewhere, a host that died) is detected by TCP
+    // keepalive instead of leaving a zombie connection open forever.
+    socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
     // Wait for enough bytes to tell an HTTP/2 preface from an HTTP/1.1 request line.
     const chunks: Buffer[] = [];
     let length = 0;
@@ -94,6 +109,7 @@ export class EnvdServer {
       socket.off("data", onData);
       socket.pause();
       socket.unshift(head);
+      info.h2 = isH2;
       if (isH2) {
         // Node's http2 session reads the buffered preface from the socket itself, and resuming
         // would steal it; Bun's http2 reads through the stream and needs the resume.
@@ -107,8 +123,26 @@ export class EnvdServer {
     socket.on("data", onData);
   }
 
+  /** Counts an HTTP/1.1 request on its connection until its response is done (for closeIdleConnections). */
+  #track(socket: Socket, res: ServerResponse | Http2ServerResponse): void {
+    const info = this.connections.get(socket);
+    if (!info) return;
+    info.requests++;
+    info.inFlight++;
+    let done = false;
+    const finished = () => {
+      if (done) return;
+      done = true;
+      info.inFlight--;
+    };
+    res.once("finish", finished);
+    res.once("close", finished);
+  }
+
   #handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
     const { log, session, router, rpc, rpcPrefixes, shutdownSignal } = this.#deps;
+    if (req.httpVersionMajor === 1) this.#track(req.socket as Socket, res);
+    if (!this.keepAlive && req.httpVersionMajor === 1) res.setHeader("Connection", "close");
     if (applyCors(req, res)) return;
     const url = new URL(req.url ?? "/", "http://envd");
     const method = req.method ?? "GET";

@@ -1,11 +1,15 @@
-/** GET /health: never gated; 204 for the E2B orchestrator, 200 {"version"} for the Wrenn host. */
+/**
+ * GET /health: never gated; 204 for the E2B orchestrator, 200 {"version"} for the Wrenn host.
+ * `onHealth` runs first and is awaited: after a snapshot prepare it runs the restore (vm/snapshot.ts).
+ */
 import type { Flavor } from "../config.ts";
 import { ENVD_VERSION } from "../version.ts";
-import type { RouteHandler } from "./router.ts";
+import type { RouteContext, RouteHandler } from "./router.ts";
 
-export function getHealth(flavor: Flavor, onHealth: () => void = () => {}): RouteHandler {
-  return ({ res }) => {
-    onHealth();
+export function getHealth(flavor: Flavor, onHealth: (ctx: RouteContext) => void | Promise<void> = () => {}): RouteHandler {
+  return async (ctx) => {
+    const { res } = ctx;
+    await onHealth(ctx);
     res.setHeader("Cache-Control", "no-store");
     if (flavor === "wrenn") {
       const body = JSON.stringify({ version: ENVD_VERSION });

@@ -34,6 +34,10 @@ export interface StartOptions {
   runtime: Runtime;
   args?: string[];
   env?: Record<string, string>;
+  /** Command prefix the runtime runs under, e.g. ["ip", "netns", "exec", "ns1"] or ["unshare", "--pid", …]. */
+  wrap?: string[];
+  /** Address the clients connect to (default 127.0.0.1; pass `--host` in `args` to match). */
+  urlHost?: string;
 }
 
 export interface Daemon extends AsyncDisposable {
@@ -61,7 +65,8 @@ export interface Daemon extends AsyncDisposable {
 
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const args = [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
-  const child = spawn(join(BIN, options.runtime), args, {
+  const [file, ...argv] = [...(options.wrap ?? []), join(BIN, options.runtime), ...args] as [string, ...string[]];
+  const child = spawn(file, argv, {
     // ENVD_CLOCK_COMMAND: an /init timestamp in a test must never set this machine's clock.
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -90,7 +95,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       }
     });
   });
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${options.urlHost ?? "127.0.0.1"}:${port}`;
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   const transport = (o: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> } = {}) => {

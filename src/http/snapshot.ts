@@ -1,0 +1,27 @@
+/**
+ * POST /snapshot/prepare (Wrenn, protocol.md §4.7): quiesce before the host pauses the VM; the
+ * next /health or /init runs the restore. No body. `?reclaim=1` also drops the page cache (after a
+ * sync) so the snapshot carries less memory. 204 with `Cache-Control: no-store`.
+ */
+import { Code, EnvdError } from "../errors.ts";
+import type { SnapshotLifecycle } from "../vm/snapshot.ts";
+import type { RouteHandler } from "./router.ts";
+
+export function postSnapshotPrepare(lifecycle: SnapshotLifecycle): RouteHandler {
+  return async ({ req, res, url }) => {
+    const reclaim = parseFlag(url.searchParams.get("reclaim"), "reclaim");
+    await lifecycle.prepare("snapshot", { dropCaches: reclaim });
+    // Keep-alive is off from now on; this answer's own connection must not stay open either.
+    if (req.httpVersionMajor === 1) res.setHeader("Connection", "close");
+    res.setHeader("Cache-Control", "no-store");
+    res.statusCode = 204;
+    res.end();
+  };
+}
+
+/** Query booleans: absent, "", "0", "false" → false; "1", "true" → true; anything else → 400. */
+export function parseFlag(value: string | null, name: string): boolean {
+  if (value === null || value === "" || value === "0" || value === "false") return false;
+  if (value === "1" || value === "true") return true;
+  throw new EnvdError(Code.InvalidArgument, `invalid value for ${name}: '${value}' (want true or false)`);
+}

@@ -1,0 +1,375 @@
+/**
+ * cgroup v2 groups for the workload (protocol.md §7.3): `ptys` (PTY children), `user` (pipe
+ * children) and `socats` (port forwarders), created under `-cgroup-root` with their limits, and
+ * freeze/thaw of the workload before a snapshot (§4.6).
+ *
+ * Children join their group before they exec: the launch wrapper writes `$$` into the group's
+ * `cgroup.procs` (see launch-plan.ts), so no user code ever runs outside it. Where the root is not
+ * cgroup v2 (or with `-no-cgroups`) a no-op manager is used and processes stay where the daemon is.
+ * Controllers the root does not offer are skipped: their settings are simply not written.
+ *
+ * While the workload is frozen nothing may be started into it (a child would freeze before its
+ * first instruction): the placer then refuses with Unavailable.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Code, EnvdError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+export type CgroupKind = "pty" | "user" | "socat";
+
+export const GROUP_DIRS: Readonly<Record<CgroupKind, string>> = { pty: "ptys", user: "user", socat: "socats" };
+
+const MIB = 1024 * 1024;
+const CONTROLLERS = ["cpu", "io", "memory"] as const;
+
+/** Memory the workload may use: MemTotal − min(MemTotal/8, 128 MiB), so the daemon keeps room to work. */
+export function workloadMemoryBytes(memTotalBytes: number): number {
+  return Math.max(0, memTotalBytes - Math.min(Math.floor(memTotalBytes / 8), 128 * MIB));
+}
+
+/** The files each group gets, in order (protocol.md §7.3). */
+export function groupSettings(memTotalBytes: number): Record<CgroupKind, [file: string, value: string][]> {
+  const m = String(workloadMemoryBytes(memTotalBytes));
+  return {
+    pty: [
+      ["cpu.weight", "200"],
+      ["io.weight", "default 50"],
+      ["memory.high", m],
+      ["memory.max", m],
+    ],
+    user: [
+      ["cpu.weight", "50"],
+      ["io.weight", "default 10"],
+      ["memory.high", m],
+      ["memory.max", m],
+    ],
+    socat: [
+      ["cpu.weight", "150"],
+      ["io.weight", "default 50"],
+      ["memory.min", String(5 * MIB)],
+      ["memory.low", String(8 * MIB)],
+    ],
+  };
+}
+
+/** MemTotal in bytes from /proc/meminfo text; 0 when absent. */
+export function memTotalFromMeminfo(text: string): number {
+  const m = /^MemTotal:\s+(\d+)\s+kB/m.exec(text);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+export interface FreezeOptions {
+  mode: "legacy" | "hierarchy";
+  /** Wait up to this long for the kernel to report every group frozen; ≤ 0: do not wait. */
+  maxWaitMs: number;
+  /** hierarchy mode: visit at most this many cgroups. */
+  maxCgroups: number;
+  signal?: AbortSignal;
+}
+
+/** What a freeze did, in the shape of E2B envd's FreezeResult. */
+export interface FreezeResult {
+  mode: "legacy" | "hierarchy";
+  visited: number;
+  allowlisted: number;
+  truncated: boolean;
+  preFrozen: number;
+  requested: number;
+  frozen: number;
+  notFrozen: number;
+  failed: number;
+  unobservable: number;
+  sweepMs: number;
+  waitMs: number;
+}
+
+export interface Cgroups {
+  /** True when groups exist and children are placed in them. */
+  readonly enabled: boolean;
+  readonly root: string | undefined;
+  /** True between a freeze and the next thaw. */
+  readonly frozen: boolean;
+  /** The `cgroup.procs` file a new child of this kind joins; undefined without cgroups. Throws Unavailable while frozen. */
+  procsPath(kind: CgroupKind): string | undefined;
+  /** Directory of a group (tests, diagnostics). */
+  groupDir(kind: CgroupKind): string | undefined;
+  freeze(options: FreezeOptions): Promise<FreezeResult>;
+  /** Thaws everything the last freeze froze (and the legacy groups). Idempotent. */
+  thaw(): { thawed: number; failed: number };
+}
+
+export interface CgroupsOptions {
+  root: string;
+  disabled: boolean;
+  log: Logger;
+  /** Defaults to MemTotal from /proc/meminfo. */
+  memTotalBytes?: number;
+  /** The daemon's own cgroup directory (hierarchy freeze never touches it or its ancestors). */
+  selfDir?: string;
+}
+
+/** Sets up the groups, or returns the no-op manager when cgroup v2 is not usable at `root`. */
+export function createCgroups(opts: CgroupsOptions): Cgroups {
+  const { log } = opts;
+  if (opts.disabled) {
+    log.info("cgroups disabled (-no-cgroups)");
+    return new NoopCgroups();
+  }
+  if (!existsSync(join(opts.root, "cgroup.controllers"))) {
+    log.info("cgroup v2 not available; children stay in the daemon's cgroup", { root: opts.root });
+    return new NoopCgroups();
+  }
+  try {
+    return new CgroupV2(opts);
+  } catch (err) {
+    log.warn("cgroup setup failed; children stay in the daemon's cgroup", { root: opts.root, err: String(err) });
+    return new NoopCgroups();
+  }
+}
+
+class NoopCgroups implements Cgroups {
+  readonly enabled = false;
+  readonly root = undefined;
+  #frozen = false;
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+  procsPath(): undefined {
+    return undefined;
+  }
+  groupDir(): undefined {
+    return undefined;
+  }
+  async freeze(options: FreezeOptions): Promise<FreezeResult> {
+    this.#frozen = true;
+    return emptyResult(options.mode);
+  }
+  thaw() {
+    this.#frozen = false;
+    return { thawed: 0, failed: 0 };
+  }
+}
+
+function emptyResult(mode: FreezeOptions["mode"]): FreezeResult {
+  return {
+    mode,
+    visited: 0,
+    allowlisted: 0,
+    truncated: false,
+    preFrozen: 0,
+    requested: 0,
+    frozen: 0,
+    notFrozen: 0,
+    failed: 0,
+    unobservable: 0,
+    sweepMs: 0,
+    waitMs: 0,
+  };
+}
+
+const FREEZE_POLL_MS = 2;
+
+class CgroupV2 implements Cgroups {
+  readonly enabled = true;
+  readonly root: string;
+  readonly #log: Logger;
+  readonly #selfDir: string | undefined;
+  /** Groups the last freeze wrote "1" to. */
+  #frozenDirs: string[] = [];
+  #frozen = false;
+
+  constructor(opts: CgroupsOptions) {
+    this.root = opts.root;
+    this.#log = opts.log;
+    this.#selfDir = opts.selfDir ?? readSelfCgroupDir();
+    const available = new Set(readFileSync(join(this.root, "cgroup.controllers"), "utf8").trim().split(/\s+/).filter(Boolean));
+    const enabled: string[] = [];
+    for (const c of CONTROLLERS) {
+      if (!available.has(c)) continue;
+      try {
+        writeFileSync(join(this.root, "cgroup.subtree_control"), `+${c}`);
+        enabled.push(c);
+      } catch (err) {
+        this.#log.warn("cannot enable cgroup controller", { controller: c, err: String(err) });
+      }
+    }
+    const memTotal = opts.memTotalBytes ?? memTotalFromMeminfo(readFileSync("/proc/meminfo", "utf8"));
+    const settings = groupSettings(memTotal);
+    const skipped = new Set<string>();
+    for (const kind of Object.keys(GROUP_DIRS) as CgroupKind[]) {
+      const dir = join(this.root, GROUP_DIRS[kind]);
+      mkdirSync(dir, { recursive: true });
+      for (const [file, value] of settings[kind]) {
+        try {
+          writeFileSync(join(dir, file), value);
+        } catch (err) {
+          // A controller that is not enabled has no files: skip its settings.
+          if ((err as NodeJS.ErrnoException).code === "ENOENT") skipped.add(file.split(".")[0] as string);
+          else this.#log.warn("cannot apply cgroup setting", { group: GROUP_DIRS[kind], file, value, err: String(err) });
+        }
+      }
+      // A group left frozen by an earlier daemon (crash during a pause) must not swallow new children.
+      try {
+        writeFileSync(join(dir, "cgroup.freeze"), "0");
+      } catch {
+        // no freezer (kernel < 5.2)
+      }
+    }
+    this.#log.info("cgroups ready", {
+      root: this.root,
+      controllers: enabled,
+      skipped: [...skipped],
+      workloadMemoryBytes: workloadMemoryBytes(memTotal),
+    });
+  }
+
+  get frozen(): boolean {
+    return this.#frozen;
+  }
+
+  groupDir(kind: CgroupKind): string {
+    return join(this.root, GROUP_DIRS[kind]);
+  }
+
+  procsPath(kind: CgroupKind): string {
+    if (this.#frozen) throw new EnvdError(Code.Unavailable, "the sandbox is frozen for a snapshot; try again after it resumes");
+    return join(this.groupDir(kind), "cgroup.procs");
+  }
+
+  async freeze(options: FreezeOptions): Promise<FreezeResult> {
+    const result = emptyResult(options.mode);
+    const sweepStart = performance.now();
+    const targets =
+      options.mode === "legacy" ? [this.groupDir("user"), this.groupDir("pty")] : this.#hierarchyTargets(options.maxCgroups, result);
+    if (options.mode === "legacy") result.visited = targets.length;
+    this.#frozen = true;
+    const requested: string[] = [];
+    for (const dir of targets) {
+      if (readFrozen(dir) === true) result.preFrozen++;
+      try {
+        writeFileSync(join(dir, "cgroup.freeze"), "1");
+        requested.push(dir);
+      } catch (err) {
+        result.failed++;
+        this.#log.warn("cannot freeze cgroup", { dir, err: String(err) });
+      }
+    }
+    for (const dir of requested) if (!this.#frozenDirs.includes(dir)) this.#frozenDirs.push(dir);
+    result.requested = requested.length;
+    result.sweepMs = round(performance.now() - sweepStart);
+
+    const waitStart = performance.now();
+    let pending = requested;
+    const deadline = waitStart + Math.max(0, options.maxWaitMs);
+    for (;;) {
+      const next: string[] = [];
+      let unobservable = 0;
+      for (const dir of pending) {
+        const state = readFrozen(dir);
+        if (state === undefined) unobservable++;
+        else if (!state) next.push(dir);
+      }
+      result.unobservable = unobservable;
+      pending = next;
+      if (pending.length === 0 || performance.now() >= deadline || options.signal?.aborted) break;
+      await new Promise((r) => setTimeout(r, FREEZE_POLL_MS));
+    }
+    result.waitMs = options.maxWaitMs > 0 ? round(performance.now() - waitStart) : 0;
+    result.notFrozen = pending.length;
+    result.frozen = requested.length - pending.length - result.unobservable;
+    return result;
+  }
+
+  thaw(): { thawed: number; failed: number } {
+    let thawed = 0;
+    let failed = 0;
+    const dirs = new Set([...this.#frozenDirs, this.groupDir("user"), this.groupDir("pty")]);
+    for (const dir of dirs) {
+      try {
+        writeFileSync(join(dir, "cgroup.freeze"), "0");
+        thawed++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") continue; // the group went away
+        failed++;
+        this.#log.warn("cannot thaw cgroup", { dir, err: String(err) });
+      }
+    }
+    this.#frozenDirs = [];
+    this.#frozen = false;
+    return { thawed, failed };
+  }
+
+  /**
+   * Every top-most cgroup under the root that does not hold the daemon: the daemon's ancestors are
+   * walked into, never frozen; the forwarders' group is left alone (allowlisted).
+   */
+  #hierarchyTargets(maxCgroups: number, result: FreezeResult): string[] {
+    const targets: string[] = [];
+    const socats = this.groupDir("socat");
+    const queue = [this.root];
+    while (queue.length > 0) {
+      const dir = queue.shift() as string;
+      let names: string[];
+      try {
+        names = readdirSync(dir, { withFileTypes: true })
+          .filter((d) => d.isDirectory())
+          .map((d) => d.name);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (result.visited >= maxCgroups) {
+          result.truncated = true;
+          return targets;
+        }
+        const child = join(dir, name);
+        result.visited++;
+        if (child === socats) result.allowlisted++;
+        else if (this.#selfDir !== undefined && (this.#selfDir === child || this.#selfDir.startsWith(`${child}/`))) {
+          result.allowlisted++;
+          queue.push(child);
+        } else targets.push(child);
+      }
+    }
+    return targets;
+  }
+}
+
+/** The kernel's view (`frozen` in cgroup.events); undefined when it cannot be read. */
+function readFrozen(dir: string): boolean | undefined {
+  try {
+    const m = /^frozen (\d)$/m.exec(readFileSync(join(dir, "cgroup.events"), "utf8"));
+    return m ? m[1] === "1" : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function readSelfCgroupDir(): string | undefined {
+  try {
+    return selfCgroupDir(readFileSync("/proc/self/mountinfo", "utf8"), readFileSync("/proc/self/cgroup", "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The daemon's own cgroup directory: the cgroup2 mount point joined with /proc/self/cgroup's `0::` path. */
+export function selfCgroupDir(mountinfo: string, procSelfCgroup: string): string | undefined {
+  const path = /^0::(\/.*)$/m.exec(procSelfCgroup)?.[1];
+  if (path === undefined) return undefined;
+  for (const line of mountinfo.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const fstype = line.slice(sep + 3).split(" ")[0];
+    if (fstype !== "cgroup2") continue;
+    const fields = line.slice(0, sep).split(" ");
+    const mountPoint = fields[4];
+    if (mountPoint) return path === "/" ? mountPoint : `${mountPoint}${path}`;
+  }
+  return undefined;
+}
