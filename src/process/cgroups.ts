@@ -201,12 +201,15 @@ class CgroupV2 implements Cgroups {
       const dir = join(this.root, GROUP_DIRS[kind]);
       mkdirSync(dir, { recursive: true });
       for (const [file, value] of settings[kind]) {
+        // A controller that is not enabled has no files (writing one fails with EACCES): skip it.
+        if (!existsSync(join(dir, file))) {
+          skipped.add(file.split(".")[0] as string);
+          continue;
+        }
         try {
           writeFileSync(join(dir, file), value);
         } catch (err) {
-          // A controller that is not enabled has no files: skip its settings.
-          if ((err as NodeJS.ErrnoException).code === "ENOENT") skipped.add(file.split(".")[0] as string);
-          else this.#log.warn("cannot apply cgroup setting", { group: GROUP_DIRS[kind], file, value, err: String(err) });
+          this.#log.warn("cannot apply cgroup setting", { group: GROUP_DIRS[kind], file, value, err: String(err) });
         }
       }
       // A group left frozen by an earlier daemon (crash during a pause) must not swallow new children.
