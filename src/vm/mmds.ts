@@ -131,7 +131,9 @@ export class MetadataPoller {
     const controller = new AbortController();
     this.#running = controller;
     void this.#loop(controller.signal).finally(() => {
-      if (this.#running === controller) this.#running = undefined;
+      if (this.#running !== controller) return;
+      this.#running = undefined;
+      this.#deadline = 0; // the next start() sets its own limit, not this poll's
     });
   }
 

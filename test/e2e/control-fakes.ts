@@ -70,9 +70,11 @@ export function recorder(dir: string, name: string, body = ""): { path: string; 
   };
 }
 
+let userSeq = 0;
+
 /** A system user with a home directory, removed on dispose. */
 export function tempUser(prefix = "e2ectl"): { name: string; home: string; uid: number } & Disposable {
-  const name = `${prefix}${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
+  const name = `${prefix}${process.pid % 100000}x${userSeq++}`;
   execFileSync("useradd", ["-m", "-s", "/bin/bash", name]);
   const home = execFileSync("getent", ["passwd", name]).toString().split(":")[5] as string;
   const uid = Number(execFileSync("id", ["-u", name]).toString().trim());
