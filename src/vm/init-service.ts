@@ -88,7 +88,15 @@ export class InitService {
     await checkInitToken({
       stored: session.compareAccessToken(req.accessToken),
       requested: req.accessToken,
-      mmdsHash: lookup ? () => lookup(opts.signal) : async () => undefined,
+      mmdsHash: lookup
+        ? async () => {
+            const hash = await lookup(opts.signal);
+            // A lookup cut short by the caller leaving is not "metadata unavailable" (which would
+            // let a first token through): stop here, nothing applied.
+            if (opts.signal.aborted) throw new EnvdError(Code.Canceled, "the request was cancelled");
+            return hash;
+          }
+        : async () => undefined,
     });
 
     if (req.timestampNs !== undefined && this.#lastTimestampNs !== undefined && req.timestampNs < this.#lastTimestampNs) {

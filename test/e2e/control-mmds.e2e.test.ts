@@ -130,6 +130,28 @@ for (const runtime of RUNTIMES) {
       assert.equal((await envd.fetch("/envs")).status, 200);
     });
 
+    test("a caller that leaves during the metadata lookup sets no token (no first-setup fallback)", async () => {
+      await using mmds = await startFakeMmds({ instanceID: "sbx", accessTokenHash: sha512("the-real-token") });
+      await using envd = await startDaemon({ runtime, args: [...FC, "--log-level", "debug"], env: { ENVD_MMDS_URL: mmds.url, ENVD_RUN_DIR: tempDir("run") } });
+      await eventually(async () => (await getEnvs(envd)).E2B_SANDBOX_ID === "sbx", "boot read");
+      let release: () => void = () => {};
+      mmds.hold = new Promise<void>((r) => {
+        release = r;
+      });
+      const gets = mmds.requests.filter((r) => r.method === "GET").length;
+      const controller = new AbortController();
+      const sneaky = postInit(envd, { accessToken: "not-the-real-token" }, {}, controller.signal);
+      await eventually(() => mmds.requests.filter((r) => r.method === "GET").length > gets, "the lookup");
+      controller.abort();
+      await assert.rejects(sneaky);
+      await eventually(() => envd.logs.some((l) => l.msg === "route error" && l.path === "/init"), "the cancelled /init");
+      release();
+      mmds.hold = undefined;
+      assert.equal((await envd.fetch("/envs")).status, 200, "no token may have been set");
+      assert.equal((await postInit(envd, { accessToken: "the-real-token" })).status, 204);
+      assert.equal((await envd.fetch("/envs")).status, 401);
+    });
+
     test("a caller that leaves while another /init holds the lock changes nothing", async () => {
       await using mmds = await startFakeMmds({ instanceID: "sbx", accessTokenHash: "" });
       await using envd = await startDaemon({ runtime, args: [...FC, "--log-level", "debug"], env: { ENVD_MMDS_URL: mmds.url, ENVD_RUN_DIR: tempDir("run") } });
