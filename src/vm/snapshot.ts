@@ -226,6 +226,8 @@ export class SnapshotLifecycle {
   async onHostContact(kind: "health" | "init", socket?: Socket): Promise<RestoreReport | undefined> {
     if (this.#restoring) return this.#restoring;
     await this.#preparing?.catch(() => {});
+    // Another contact may have started the restore meanwhile: wait for that one.
+    if (this.#restoring) return this.#restoring;
     const pending = this.#pending;
     if (!pending || (pending.source === "freeze" && kind === "health")) return undefined;
     return this.#restore(kind, socket);
