@@ -3,7 +3,8 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { createClockSetter, epochArgument, parseRfc3339Ns, shouldSetClock } from "./clock.ts";
+import { CLOCK_REALTIME, loadLibc } from "../sys/libc.ts";
+import { createClockSetter, decodeTimespec, encodeTimespec, epochArgument, parseRfc3339Ns, shouldSetClock } from "./clock.ts";
 
 const S = 1_000_000_000n;
 const MS = 1_000_000n;
@@ -59,4 +60,34 @@ test("a configured clock command receives the target and its failure is reported
   writeFileSync(bad, "#!/bin/sh\necho 'not permitted' >&2\nexit 1\n");
   chmodSync(bad, 0o755);
   await assert.rejects(createClockSetter(bad, "/usr/bin:/bin")(0n), /not permitted/);
+});
+
+test("the timespec layout matches what this machine's clock_gettime writes (read only, never set)", (t) => {
+  assert.equal(decodeTimespec(encodeTimespec(1_700_000_000n * S + 123_456_789n)), 1_700_000_000n * S + 123_456_789n);
+  const libc = loadLibc();
+  if (!libc) {
+    t.skip("no FFI in this runtime");
+    return;
+  }
+  const buf = new Uint8Array(16);
+  assert.equal(libc.clockGettime(CLOCK_REALTIME, buf), 0);
+  const diff = decodeTimespec(buf) - BigInt(Date.now()) * MS;
+  assert.ok(diff > -5n * S && diff < 5n * S, `clock_gettime decoded ${diff} ns away from Date.now()`);
+});
+
+test("clock_settime gets the target as a timespec; a failure falls back to date", async () => {
+  const calls: bigint[] = [];
+  const fake = (result: number) =>
+    ({
+      clockSettime: (clockid: number, ts: Uint8Array) => {
+        assert.equal(clockid, CLOCK_REALTIME);
+        calls.push(decodeTimespec(ts));
+        return result;
+      },
+    }) as unknown as Parameters<typeof createClockSetter>[2];
+  await createClockSetter(undefined, "/usr/bin:/bin", fake(0))(1_700_000_000n * S + 7n);
+  assert.deepEqual(calls, [1_700_000_000n * S + 7n]);
+  // EPERM from clock_settime, and no `date` on this PATH either: the failure is reported.
+  await assert.rejects(createClockSetter(undefined, "/nonexistent", fake(-1))(0n), /date failed/);
+  assert.equal(calls.length, 2);
 });

@@ -2,12 +2,14 @@
  * Clock sync from /init's timestamp (protocol.md §6.4): the guest clock is set only when it is more
  * than 50 ms behind the host or more than 5 s ahead, so small drifts never make time jump.
  *
- * Node and Bun cannot call clock_settime, so the clock is set by a program:
- * `date -u -s @<seconds>.<nanoseconds>` (GNU coreutils), retried with whole seconds for busybox,
- * whose `date` takes no fraction. The spawn takes a few milliseconds; the target is advanced by
- * the time elapsed since the request arrived (monotonic), so that delay does not become drift.
+ * The clock is set with clock_settime(CLOCK_REALTIME) through the runtime's FFI (src/sys/libc.ts),
+ * to the nanosecond and without needing any program in the image. Where FFI is unavailable or the
+ * call fails, `date -u -s @<seconds>.<nanoseconds>` (GNU coreutils) is run instead, retried with
+ * whole seconds for busybox, whose `date` takes no fraction. The target is advanced by the time
+ * elapsed since the request arrived (monotonic), so handling time does not become drift.
  */
 import { execFile } from "node:child_process";
+import { CLOCK_REALTIME, type Libc, loadLibc } from "../sys/libc.ts";
 
 export const MAX_BEHIND_NS = 50_000_000n;
 export const MAX_AHEAD_NS = 5_000_000_000n;
@@ -36,11 +38,26 @@ export function epochArgument(ns: bigint): string {
 
 export type ClockSetter = (targetNs: bigint) => Promise<void>;
 
+/** struct timespec (x86_64, aarch64): tv_sec i64, tv_nsec i64, little-endian. */
+export function encodeTimespec(ns: bigint): Uint8Array {
+  const buf = new Uint8Array(16);
+  const view = new DataView(buf.buffer);
+  view.setBigInt64(0, ns / 1_000_000_000n, true);
+  view.setBigInt64(8, ns % 1_000_000_000n, true);
+  return buf;
+}
+
+export function decodeTimespec(buf: Uint8Array): bigint {
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return view.getBigInt64(0, true) * 1_000_000_000n + view.getBigInt64(8, true);
+}
+
 /**
- * Sets the clock with `date` from PATH, or with `command` (ENVD_CLOCK_COMMAND) called as
- * `<command> @<seconds>.<ns>`. Rejects with the program's error output when it fails.
+ * Sets the clock with clock_settime, else `date` from PATH; or, when `command` is given
+ * (ENVD_CLOCK_COMMAND), only with `<command> @<seconds>.<ns>`. Rejects with the program's error
+ * output when it fails.
  */
-export function createClockSetter(command: string | undefined, path: string): ClockSetter {
+export function createClockSetter(command: string | undefined, path: string, libc: Libc | undefined = loadLibc()): ClockSetter {
   const run = (file: string, args: string[]) =>
     new Promise<void>((resolve, reject) => {
       execFile(file, args, { timeout: CLOCK_COMMAND_TIMEOUT_MS, env: { PATH: path } }, (err, _stdout, stderr) => {
@@ -50,6 +67,7 @@ export function createClockSetter(command: string | undefined, path: string): Cl
     });
   if (command) return (ns) => run(command, [epochArgument(ns)]);
   return async (ns) => {
+    if (libc && libc.clockSettime(CLOCK_REALTIME, encodeTimespec(ns)) === 0) return;
     try {
       await run("date", ["-u", "-s", epochArgument(ns)]);
     } catch {
