@@ -185,6 +185,8 @@ export class Qmp {
 
 export interface SnapshotResult {
   file: string;
+  /** performance.now() when the guest was paused: its clocks stand still from here. */
+  stoppedAt: number;
   /** QMP stop: the guest is paused. */
   pauseMs: number;
   /** Writing the migration stream (device state and RAM) to the file. */
@@ -233,9 +235,10 @@ export class Vm {
 
   /**
    * A fresh QEMU with the same machine, loading `file` (QMP migrate-incoming), then running it.
-   * Resolves once the guest runs again; `loadMs` is the time the state took to load.
+   * Resolves once the guest runs again; `loadMs` is the time the state took to load, `resumedAt`
+   * the performance.now() when the guest ran again.
    */
-  static async restore(spec: VmSpec, file: string): Promise<{ vm: Vm; loadMs: number }> {
+  static async restore(spec: VmSpec, file: string): Promise<{ vm: Vm; loadMs: number; resumedAt: number }> {
     const vm = new Vm(spec, "restore", true);
     const qmp = (vm.#qmp = await vm.#connectQmp());
     const t0 = performance.now();
@@ -249,7 +252,7 @@ export class Vm {
     const loadMs = performance.now() - t0;
     if (status === "paused" || status === "prelaunch") await qmp.exec("cont");
     else if (status !== "running") throw new Error(`restore: VM is ${status} after loading ${file}: ${vm.#stderr}`);
-    return { vm, loadMs };
+    return { vm, loadMs, resumedAt: performance.now() };
   }
 
   async #connectQmp(): Promise<Qmp> {
@@ -286,7 +289,8 @@ export class Vm {
     rmSync(file, { force: true });
     const t0 = performance.now();
     await qmp.exec("stop");
-    const pauseMs = performance.now() - t0;
+    const stoppedAt = performance.now();
+    const pauseMs = stoppedAt - t0;
     // QEMU 7.2 caps migration at 32 MiB/s unless told otherwise; QEMU 7.2 has no file: URI.
     await qmp.exec("migrate-set-parameters", { "max-bandwidth": 1e12 });
     const t1 = performance.now();
@@ -303,7 +307,7 @@ export class Vm {
       throw new Error(`snapshot ${m.status}: ${m["error-desc"] ?? ""}`);
     }
     await this.kill();
-    return { file, pauseMs, saveMs, bytes: statSync(file).size };
+    return { file, stoppedAt, pauseMs, saveMs, bytes: statSync(file).size };
   }
 
   /** Quits QEMU (QMP quit, then SIGKILL). Idempotent. */
