@@ -2,10 +2,8 @@
  * Entry point: parse flags, build the daemon, handle signals. The only place that exits.
  */
 import { parseConfig, USAGE } from "./config.ts";
-import { createDaemon } from "./daemon.ts";
 import { createLogger } from "./log.ts";
 import { runInit, shouldRunInit } from "./process/reaper-init.ts";
-import { LogShipper } from "./vm/log-shipper.ts";
 import { BUILD_COMMIT, ENVD_VERSION } from "./version.ts";
 
 /** Longest a clean shutdown may take before the daemon exits 1 anyway. */
@@ -36,6 +34,8 @@ switch (parsed.kind) {
     if (shouldRunInit(config.lifecycle.reaper, process.env)) {
       process.exit(await runInit({ log: createLogger(config.logLevel).child({ component: "init" }), env: process.env }));
     }
+    // Loaded only here, so the init above stays small (Bun: 24 instead of 51 MiB resident).
+    const [{ createDaemon }, { LogShipper }] = await Promise.all([import("./daemon.ts"), import("./vm/log-shipper.ts")]);
     // In Firecracker the log lines also go to the host's collector (its address comes from MMDS).
     const shipper = config.isNotFc ? undefined : new LogShipper();
     const log = createLogger(config.logLevel, (line) => {
