@@ -4,16 +4,20 @@
 #
 #   /usr/bin/envd                            the binary (npm run build → dist/envd), 0755
 #   /etc/default/envd                        ENVD_ARGS, the daemon's flags
-#   with systemd (--init systemd):
+#   --init systemd:
 #     /etc/systemd/system/envd.service       Restart=always, OOMScoreAdjust=-1000, started early
 #     /etc/systemd/system/sysinit.target.wants/envd.service -> ../envd.service
-#   without systemd (--init busybox):
-#     /usr/lib/envd/{init,sysinit,envd-run}  busybox init as PID 1, machine setup, the runner
+#   --init busybox (images without systemd): busybox init is PID 1, reaps, and respawns envd
+#     /usr/lib/envd/{init,sysinit,envd-run}  init -> busybox, the machine setup, the runner
 #     /etc/inittab                           ::respawn:/usr/lib/envd/envd-run (added to an
 #                                            existing inittab, or a new one with our sysinit)
 #     /sbin/init -> /usr/lib/envd/init       only when the image has no /sbin/init
+#   --init envd (Wrenn's way): envd itself is PID 1, with its own reaping init in front of the
+#     daemon that restarts it when it dies
+#     /usr/lib/envd/{envd-init,sysinit,envd-run}
+#     /sbin/init -> /usr/lib/envd/envd-init  only when the image has no /sbin/init
 #
-# Usage: deploy/install.sh [--root DIR] [--bin FILE] [--init auto|systemd|busybox|none]
+# Usage: deploy/install.sh [--root DIR] [--bin FILE] [--init auto|systemd|busybox|envd|none]
 #                          [--args "FLAGS"] [--busybox FILE]
 #   --root     the root file system to install into (default /)
 #   --bin      the envd binary (default dist/envd of this checkout)
@@ -22,9 +26,9 @@
 #              "-flavor wrenn" (an existing file is kept unless --args is given)
 #   --busybox  a static busybox to copy to /usr/bin/busybox when the image has none
 #              (Debian: busybox-static's /bin/busybox)
-# Boot a busybox image with init=/usr/lib/envd/init (or rdinit= for an initramfs) when its
-# /sbin/init is something else. Nothing outside DIR is touched. Run as root, so files are owned
-# by root.
+# When the image has its own /sbin/init, boot with init=/usr/lib/envd/init (busybox) or
+# init=/usr/lib/envd/envd-init (envd), rdinit= for an initramfs. Nothing outside DIR is touched.
+# Run as root, so that the files are owned by root.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
@@ -52,7 +56,7 @@ has_systemd() { [ -x "$R/lib/systemd/systemd" ] || [ -x "$R/usr/lib/systemd/syst
 if [ "$INIT" = auto ]; then
   if has_systemd; then INIT=systemd; else INIT=busybox; fi
 fi
-case "$INIT" in systemd|busybox|none) ;; *) die "--init must be auto, systemd, busybox or none" ;; esac
+case "$INIT" in systemd|busybox|envd|none) ;; *) die "--init must be auto, systemd, busybox, envd or none" ;; esac
 
 # A path inside the image, following absolute symlinks as the guest would see them.
 in_image() { # path-in-guest
@@ -76,6 +80,12 @@ if [ "$INIT" = busybox ]; then
     bb=/usr/bin/busybox
   fi
   [ -n "$bb" ] || die "the image has no busybox (install busybox-static in it, or pass --busybox FILE)"
+elif [ "$INIT" = envd ]; then
+  # busybox is optional here: sysinit falls back to it only for tools the image lacks.
+  for p in /bin/busybox /usr/bin/busybox /sbin/busybox /usr/sbin/busybox; do
+    if [ -x "$R$(in_image "$p")" ]; then bb="$p"; break; fi
+  done
+  bb="${bb:-busybox}"
 fi
 
 # The binary: write next to the target and rename, so a running envd keeps its old inode.
@@ -98,36 +108,44 @@ case "$INIT" in
     ln -sfn ../envd.service "$R/etc/systemd/system/sysinit.target.wants/envd.service"
     say "installed and enabled envd.service (sysinit.target.wants)"
     ;;
-  busybox)
+  busybox|envd)
     if [ "$bb" = /usr/bin/busybox ] && [ -n "$BUSYBOX_SRC" ] && [ ! -e "$R/usr/bin/busybox" ]; then
       install -m 755 "$BUSYBOX_SRC" "$R/usr/bin/busybox"
       say "copied $BUSYBOX_SRC to $R/usr/bin/busybox"
     fi
-    install -d -m 755 "$R/usr/lib/envd"
-    for f in sysinit envd-run; do
-      sed "s|@BUSYBOX@|$bb|g" "$HERE/busybox/$f" > "$R/usr/lib/envd/$f"
+    install -d -m 755 "$R/usr/lib/envd" "$R/etc/envd/sysinit.d"
+    for f in sysinit envd-run envd-init; do
+      sed "s|@BUSYBOX@|$bb|g" "$HERE/lib/$f" > "$R/usr/lib/envd/$f"
       chmod 755 "$R/usr/lib/envd/$f"
     done
-    ln -sfn "$bb" "$R/usr/lib/envd/init"   # busybox runs the applet named like the link: init
-    install -d -m 755 "$R/etc/envd/sysinit.d"
-    if [ ! -e "$R/etc/inittab" ]; then
-      sed "s|@BUSYBOX@|$bb|g" "$HERE/busybox/inittab" > "$R/etc/inittab"
-      chmod 644 "$R/etc/inittab"
-      say "wrote $R/etc/inittab"
-    elif ! grep -q '^[^#]*:respawn:/usr/lib/envd/envd-run' "$R/etc/inittab"; then
-      printf '# envd (deploy/install.sh): started again whenever it exits\n::respawn:/usr/lib/envd/envd-run\n' >> "$R/etc/inittab"
-      say "added envd to the existing $R/etc/inittab (its sysinit stays; /usr/lib/envd/sysinit is not run)"
+    if [ "$INIT" = busybox ]; then
+      ln -sfn "$bb" "$R/usr/lib/envd/init"   # busybox runs the applet named like the link: init
+      if [ ! -e "$R/etc/inittab" ]; then
+        sed "s|@BUSYBOX@|$bb|g" "$HERE/inittab" > "$R/etc/inittab"
+        chmod 644 "$R/etc/inittab"
+        say "wrote $R/etc/inittab"
+      elif ! grep -q '^[^#]*:respawn:/usr/lib/envd/envd-run' "$R/etc/inittab"; then
+        printf '# envd (deploy/install.sh): started again whenever it exits\n::respawn:/usr/lib/envd/envd-run\n' >> "$R/etc/inittab"
+        say "added envd to the existing $R/etc/inittab (its sysinit stays; /usr/lib/envd/sysinit is not run)"
+      fi
+      init_path=/usr/lib/envd/init
+    else
+      init_path=/usr/lib/envd/envd-init
     fi
-    if [ "$(readlink "$R/sbin/init" 2>/dev/null)" = /usr/lib/envd/init ]; then
+    if [ "$(readlink "$R/sbin/init" 2>/dev/null)" = "$init_path" ]; then
       :
     elif [ ! -e "$R/sbin/init" ] && [ ! -L "$R/sbin/init" ]; then
       install -d -m 755 "$R/sbin"
-      ln -s /usr/lib/envd/init "$R/sbin/init"
-      say "linked /sbin/init -> /usr/lib/envd/init"
+      ln -s "$init_path" "$R/sbin/init"
+      say "linked /sbin/init -> $init_path"
     else
-      say "the image has its own /sbin/init: boot with init=/usr/lib/envd/init (rdinit= for an initramfs)"
+      say "the image has its own /sbin/init: boot with init=$init_path (rdinit= for an initramfs)"
     fi
-    say "busybox init ($bb) will run envd and restart it when it exits"
+    if [ "$INIT" = busybox ]; then
+      say "busybox init ($bb) will run envd and restart it when it exits"
+    else
+      say "envd will be PID 1, with its reaping init restarting the daemon when it dies"
+    fi
     ;;
   none)
     say "no init integration (--init none): start /usr/bin/envd yourself"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the VM test boots: Debian's stock kernel and an initramfs holding a minimal rootfs
-# with our compiled envd installed by deploy/install.sh (busybox init as PID 1, envd respawned).
+# with our compiled envd installed by deploy/install.sh (busybox init as PID 1, envd respawned;
+# or envd itself as PID 1).
 #
 # Usage: test/vm/image.sh [--bin dist/envd]
 # Writes into $ENVD_VM_WORK (default /tmp/envd-vm):
@@ -162,8 +163,10 @@ for m in virtio_mmio virtio_net virtio-rng; do
 done
 for p in "${order[@]}"; do install -D -m 644 "$M/$p" "$R/lib/modules/$KVER/$p"; done
 
-# envd, the way a template gets it.
+# envd, the way a template gets it: busybox init as PID 1 (the default boot, /sbin/init), and
+# the files for envd itself as PID 1 (booted with rdinit=/usr/lib/envd/envd-init).
 "$ROOT_DIR/deploy/install.sh" --root "$R" --bin "$BIN" --init busybox --args "-isnotfc"
+"$ROOT_DIR/deploy/install.sh" --root "$R" --bin "$BIN" --init envd
 
 # The VM's own boot step (a sysinit hook): virtio modules, then the QEMU user-mode network.
 {

@@ -54,7 +54,14 @@ describe("deploy/install.sh", () => {
     assert.equal(read(root, "usr/bin/envd"), readFileSync(fakeBin, "utf8"));
     assert.equal(mode(root, "usr/bin/envd"), 0o755);
     const unit = read(root, "etc/systemd/system/envd.service");
-    for (const line of ["ExecStart=/usr/bin/envd $ENVD_ARGS", "Restart=always", "OOMScoreAdjust=-1000", "DefaultDependencies=no", "WantedBy=sysinit.target"]) {
+    for (const line of [
+      "ExecStart=/usr/bin/envd $ENVD_ARGS",
+      "Restart=always",
+      "OOMScoreAdjust=-1000",
+      "DefaultDependencies=no",
+      "WantedBy=sysinit.target",
+      "Environment=BUN_TMPDIR=/run/envd",
+    ]) {
       assert.ok(unit.includes(`\n${line}\n`), `unit lacks ${line}`);
     }
     assert.equal(readlinkSync(join(root, "etc/systemd/system/sysinit.target.wants/envd.service")), "../envd.service");
@@ -97,7 +104,7 @@ describe("deploy/install.sh", () => {
     assert.ok(lstatSync(join(root, "etc/envd/sysinit.d")).isDirectory());
     assert.match(read(root, "etc/default/envd"), /^ENVD_ARGS=""$/m);
     // The scripts are valid sh.
-    for (const f of ["usr/lib/envd/sysinit", "usr/lib/envd/envd-run"]) {
+    for (const f of ["usr/lib/envd/sysinit", "usr/lib/envd/envd-run", "usr/lib/envd/envd-init"]) {
       const syntax = spawnSync("sh", ["-n", join(root, f)], { encoding: "utf8" });
       assert.equal(syntax.status, 0, syntax.stderr);
     }
@@ -138,6 +145,23 @@ describe("deploy/install.sh", () => {
     assert.match(read(root, "etc/inittab"), /^::shutdown:\/usr\/bin\/busybox sync$/m);
   });
 
+  test("--init envd: envd itself is the kernel's init, after the same machine setup", () => {
+    const root = newRoot("bare");
+    const r = install("--root", root, "--bin", fakeBin, "--init", "envd");
+    assert.equal(r.code, 0, r.out);
+    assert.equal(readlinkSync(join(root, "sbin/init")), "/usr/lib/envd/envd-init");
+    const init = read(root, "usr/lib/envd/envd-init");
+    assert.match(init, /^\/usr\/lib\/envd\/sysinit$/m);
+    assert.match(init, /^exec \/usr\/lib\/envd\/envd-run$/m);
+    // No busybox in the image: sysinit calls `busybox` from PATH for tools the image lacks.
+    assert.match(read(root, "usr/lib/envd/sysinit"), /eval "\$tool\(\) \{ busybox \$tool/);
+    assert.equal(existsSync(join(root, "etc/inittab")), false);
+    for (const f of ["usr/lib/envd/envd-init", "usr/lib/envd/sysinit", "usr/lib/envd/envd-run"]) {
+      assert.equal(mode(root, f), 0o755);
+      assert.equal(spawnSync("sh", ["-n", join(root, f)]).status, 0, f);
+    }
+  });
+
   test("--init none installs only the binary and its defaults", () => {
     const root = newRoot("systemd");
     assert.equal(install("--root", root, "--bin", fakeBin, "--init", "none").code, 0);
@@ -150,7 +174,7 @@ describe("deploy/install.sh", () => {
   test("bad input is refused with a message and installs nothing", () => {
     const cases: [string[], RegExp][] = [
       [["--bin", join(base, "missing")], /no envd binary at/],
-      [["--bin", fakeBin, "--init", "openrc"], /--init must be auto, systemd, busybox or none/],
+      [["--bin", fakeBin, "--init", "openrc"], /--init must be auto, systemd, busybox, envd or none/],
       [["--bin", fakeBin, "--args", `-cmd "rm -rf /"`], /--args must not contain quotes/],
       [["--bin", fakeBin, "--bogus"], /unknown option --bogus/],
       [["--bin", fakeBin, "--init", "busybox"], /the image has no busybox/],

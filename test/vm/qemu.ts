@@ -30,6 +30,8 @@ export interface VmSpec {
   port: number;
   memMiB?: number;
   cpus?: number;
+  /** The guest's init (the kernel's rdinit=): /sbin/init (busybox init) unless given. */
+  init?: string;
 }
 
 type Json = Record<string, unknown>;
@@ -51,11 +53,12 @@ function qemuArgs(spec: VmSpec, files: { serial: string; qmp: string }): string[
   // Kernel command line. Under TCG the kernel's TSC calibration against the PIT fails about half
   // the time on the microvm machine (no HPET or ACPI PM timer to fall back on) and the boot hangs,
   // so hand it the host's TSC rate. init_on_free zeroes freed pages (the initramfs copy among
-  // them): snapshots get much smaller. rdinit: busybox init, as deploy/install.sh set it up.
+  // them): snapshots get much smaller. rdinit: what deploy/install.sh set up (/sbin/init is
+  // busybox init).
   const cmdline = [
     "console=ttyS0 panic=-1 quiet loglevel=4 tsc=reliable no_timer_check pci=off init_on_free=1",
     "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
-    "rdinit=/sbin/init",
+    `rdinit=${spec.init ?? "/sbin/init"}`,
   ];
   if (accel === "tcg") {
     const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];

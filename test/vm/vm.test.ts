@@ -97,6 +97,11 @@ describe("envd in a QEMU microVM (compiled binary, busybox init)", { skip }, () 
     assert.equal(childOom, "100");
   });
 
+  test("the addon the binary embeds is unpacked into /run/envd, not the user's /tmp", async () => {
+    const r = await sbx.commands.run("stat -c '%a %U' /run/envd; ls -A /run/envd | grep -c '[.]node$'; ls -A /tmp | grep -c '[.]node$'; true");
+    assert.equal(r.stdout, "700 root\n1\n0\n");
+  });
+
   test("the binary carries its version and commit and needs no Node, Bun or npm", async () => {
     const r = await sbx.commands.run("/usr/bin/envd -version; /usr/bin/envd -commit; command -v node bun npm || echo none");
     const [version, commit, runtimes] = r.stdout.trim().split("\n");
@@ -344,5 +349,61 @@ describe("envd in a QEMU microVM (compiled binary, busybox init)", { skip }, () 
     const fresh = await sdk(vm.url);
     const r = await fresh.commands.run("echo restored; cat /home/user/before-wrenn.txt");
     assert.equal(r.stdout, "restored\nwritten before the wrenn snapshot\n");
+  });
+});
+
+describe("envd as PID 1 in a QEMU microVM (its own reaping init, Wrenn's way)", { skip }, () => {
+  let vm: Vm;
+  let sbx: Sandbox;
+  const timings: Record<string, number | string> = {};
+  const procStat = (field: number) => `awk '{print $${field}}'`;
+
+  before(async () => {
+    vm = await Vm.boot({ name: "envd-pid1", port: await freePort(), init: "/usr/lib/envd/envd-init" });
+    timings.pid1BootToReadyMs = Math.round(await vm.waitHealthy());
+    sbx = await sdk(vm.url);
+  });
+
+  after(async () => {
+    await vm?.kill();
+    appendFileSync(join(WORK, "timings.jsonl"), `${JSON.stringify({ ...timings, at: new Date().toISOString() })}\n`);
+  });
+
+  test("PID 1 is envd, and the daemon serving us is its child", async (t) => {
+    t.diagnostic(`boot to first /health: ${timings.pid1BootToReadyMs} ms`);
+    // The command's parent is the daemon (the launch wrapper execs into the command).
+    const r = await sbx.commands.run(`readlink /proc/1/exe; readlink /proc/$PPID/exe; ${procStat(4)} /proc/$PPID/stat`);
+    assert.equal(r.stdout, "/usr/bin/envd\n/usr/bin/envd\n1\n");
+  });
+
+  test("orphaned processes are reaped", async () => {
+    // Each `sleep` outlives its shell, so it is re-parented away from the daemon, and exits later.
+    await sbx.commands.run("for i in 1 2 3 4 5; do sh -c 'sleep 0.3 &'; done");
+    const zombies = await eventually(
+      async () => {
+        const z = (await sbx.commands.run("grep -l '^State:.Z' /proc/[0-9]*/status; true")).stdout.trim();
+        return z === "" ? "none" : undefined;
+      },
+      "no zombies",
+      30_000,
+    );
+    assert.equal(zombies, "none");
+  });
+
+  test("the daemon is started again when it dies; PID 1 and the VM live on", async () => {
+    const daemon = (await sbx.commands.run("echo $PPID")).stdout.trim();
+    await sbx.commands.run(`(sleep 0.5; kill -KILL ${daemon}) >/dev/null 2>&1 </dev/null &`);
+    const t0 = performance.now();
+    const next = await eventually(
+      async () => {
+        const pid = (await sbx.commands.run("echo $PPID", { requestTimeoutMs: 5_000 })).stdout.trim();
+        return pid !== daemon ? pid : undefined;
+      },
+      "a new daemon",
+      60_000,
+    );
+    timings.pid1RestartToReadyMs = Math.round(performance.now() - t0 - 500);
+    const r = await sbx.commands.run(`readlink /proc/1/exe; ${procStat(4)} /proc/${next}/stat`);
+    assert.equal(r.stdout, "/usr/bin/envd\n1\n");
   });
 });
