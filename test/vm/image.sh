@@ -16,8 +16,9 @@
 #
 # The guest has no Node, Bun or npm: busybox (static), bash (the e2b SDK runs `/bin/bash -l -c`),
 # setpriv and ionice from util-linux and nice from coreutils (the launch wrapper looks them up on
-# PATH), coreutils date (/init sets the clock with it), the glibc those need, the virtio modules,
-# /etc/{passwd,group} with root and `user` (uid 1000, as in E2B templates), and /usr/bin/envd.
+# PATH), the glibc those need, the virtio modules, /etc/{passwd,group} with root and `user`
+# (uid 1000, as in E2B templates), and /usr/bin/envd. (/init sets the clock with clock_settime
+# through FFI: no `date` is needed beyond busybox's.)
 set -euo pipefail
 ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 WORK="${ENVD_VM_WORK:-/tmp/envd-vm}"
@@ -111,7 +112,6 @@ copy_prog /bin/bash
 copy_prog /usr/bin/setpriv
 copy_prog /usr/bin/ionice
 copy_prog /usr/bin/nice
-copy_prog /usr/bin/date   # /init sets the clock with `date -s @sec.ns` (busybox takes whole seconds only)
 for a in $("$R/bin/busybox" --list); do
   [ "$a" = busybox ] || [ -e "$R/bin/$a" ] || [ -e "$R/usr/bin/$a" ] || ln -s busybox "$R/bin/$a"
 done
