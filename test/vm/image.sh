@@ -57,8 +57,31 @@ ensure_pkgs qemu-system-x86 busybox-static cpio kmod xz-utils zstd binutils util
 
 # --- kernel ------------------------------------------------------------------------------------
 K="$WORK/kernel"
+M="$K/modules"
+# The drivers for the microvm's virtio-mmio devices (all modules in Debian's kernel).
+MODULES="virtio_mmio virtio_net virtio-rng"
+# Module paths of $MODULES and their dependencies, in load order (from modules.dep) → $order.
+declare -A seen=()
+order=()
+modpath() { awk -F: -v a="/$1.ko" '{ if (substr($1, length($1) - length(a) + 1) == a) { print $1; exit } }' "$M/modules.dep"; }
+visit() {
+  local p="$1" d
+  [ -n "${seen[$p]:-}" ] && return 0
+  seen[$p]=1
+  for d in $(awk -F: -v p="$p" '$1 == p { print $2; exit }' "$M/modules.dep"); do visit "$d"; done
+  order+=("$p")
+}
+resolve_modules() {
+  local m p
+  seen=(); order=()
+  for m in $MODULES; do
+    p="$(modpath "$m")"
+    [ -n "$p" ] || { log "module $m not found (built in?)"; continue; }
+    visit "$p"
+  done
+}
 pkg="$(cat "$K/package" 2>/dev/null || true)"
-if [ -z "$pkg" ] || [ ! -f "$K/vmlinux" ] || [ ! -f "$K/modules/modules.dep" ]; then
+if [ -z "$pkg" ] || [ ! -f "$K/vmlinux" ] || [ ! -f "$M/modules.dep" ] || [ "$(cat "$K/modules.wanted" 2>/dev/null)" != "$MODULES" ]; then
   apt_update
   pkg="$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')"
   [ -n "$pkg" ] || die "cannot resolve linux-image-amd64 (apt-get update?)"
@@ -81,8 +104,17 @@ if [ -z "$pkg" ] || [ ! -f "$K/vmlinux" ] || [ ! -f "$K/modules/modules.dep" ]; 
     if [ "$(head -c 4 "$K/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ]; then ok=1; break; fi
   done
   [ "$ok" = 1 ] || die "could not take vmlinux out of $K/vmlinuz"
+  rm -f "$K/vmlinuz"
+  # Keep only the modules the guest loads (the package unpacks to ~400 MB).
+  resolve_modules
+  (cd "$M" && find . -name '*.ko' | sed 's|^\./||') | while read -r ko; do
+    [ -n "${seen[$ko]:-}" ] || rm -f "$M/$ko"
+  done
+  find "$M" -type d -empty -delete
+  echo "$MODULES" > "$K/modules.wanted"
   echo "$pkg" > "$K/package"
 fi
+resolve_modules
 KVER="$(cat "$K/version")"
 log "kernel $pkg ($KVER)"
 
@@ -144,23 +176,7 @@ printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$R/etc/nsswitch.conf
 : > "$R/etc/resolv.conf"
 printf 'export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n' > "$R/etc/profile"
 
-# Kernel modules for the microvm's virtio-mmio devices, in dependency order (from modules.dep).
-M="$K/modules"
-declare -A seen=()
-order=()
-modpath() { awk -F: -v a="/$1.ko" '{ if (substr($1, length($1) - length(a) + 1) == a) { print $1; exit } }' "$M/modules.dep"; }
-visit() {
-  local p="$1" d
-  [ -n "${seen[$p]:-}" ] && return 0
-  seen[$p]=1
-  for d in $(awk -F: -v p="$p" '$1 == p { print $2; exit }' "$M/modules.dep"); do visit "$d"; done
-  order+=("$p")
-}
-for m in virtio_mmio virtio_net virtio-rng; do
-  p="$(modpath "$m")"
-  [ -n "$p" ] || { log "module $m not found (built in?)"; continue; }
-  visit "$p"
-done
+# Kernel modules for the microvm's virtio-mmio devices, in dependency order.
 for p in "${order[@]}"; do install -D -m 644 "$M/$p" "$R/lib/modules/$KVER/$p"; done
 
 # envd, the way a template gets it: busybox init as PID 1 (the default boot, /sbin/init), and
