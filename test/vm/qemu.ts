@@ -198,6 +198,7 @@ export interface SnapshotResult {
 }
 
 export class Vm {
+  static #restores = 0;
   readonly spec: VmSpec;
   readonly url: string;
   readonly serialPath: string;
@@ -242,7 +243,7 @@ export class Vm {
    * the performance.now() when the guest ran again.
    */
   static async restore(spec: VmSpec, file: string): Promise<{ vm: Vm; loadMs: number; resumedAt: number }> {
-    const vm = new Vm(spec, "restore", true);
+    const vm = new Vm(spec, `restore${++Vm.#restores}`, true);
     const qmp = (vm.#qmp = await vm.#connectQmp());
     const t0 = performance.now();
     await qmp.exec("migrate-incoming", { uri: `exec:cat ${shellQuote(file)}` });
