@@ -11,7 +11,7 @@ import { readFileSync, writeSync } from "node:fs";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { EFD_CLOEXEC, EFD_NONBLOCK, loadLibc } from "./native.ts";
+import { EFD_CLOEXEC, EFD_NONBLOCK, libcLoadError, loadLibc } from "../sys/libc.ts";
 import type { WorkerCommand, WorkerMessage } from "./watch-worker.ts";
 
 /** Why a watch stopped. `gone`: the watched directory was removed or moved away. */
@@ -99,7 +99,7 @@ export class WatchEngine implements AsyncDisposable {
   #ensureWorker(): void {
     if (this.#worker) return;
     const libc = loadLibc();
-    if (libc instanceof Error) throw new EnvdError(Code.Unimplemented, `watching is not available: ${libc.message}`);
+    if (!libc) throw new EnvdError(Code.Unimplemented, `watching is not available: native calls unavailable (${libcLoadError()})`);
     const fd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) throw watchStartError(libc.errno(), "eventfd");
     const { port1, port2 } = new MessageChannel();
@@ -163,7 +163,7 @@ export class WatchEngine implements AsyncDisposable {
     this.#port = undefined;
     if (this.#wakeFd >= 0) {
       const libc = loadLibc();
-      if (!(libc instanceof Error)) libc.close(this.#wakeFd);
+      libc?.close(this.#wakeFd);
       this.#wakeFd = -1;
     }
     const entries = [...this.#entries.values()];

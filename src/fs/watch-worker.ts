@@ -11,7 +11,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { IN_CLOEXEC, IN_NONBLOCK, parseEvents } from "./inotify.ts";
-import { EAGAIN, EINTR, type Libc, loadLibc, POLLERR, POLLIN, POLLNVAL } from "./native.ts";
+import { EAGAIN, EINTR, type Libc, libcLoadError, loadLibc, POLLERR, POLLIN, POLLNVAL } from "../sys/libc.ts";
 import { WatchTree } from "./watch-tree.ts";
 
 export type WorkerCommand =
@@ -163,7 +163,7 @@ function run(libc: Libc): void {
 }
 
 const libc = loadLibc();
-if (libc instanceof Error) post({ t: "fatal", message: libc.message });
+if (!libc) post({ t: "fatal", message: `native calls unavailable (${libcLoadError()})` });
 else {
   try {
     run(libc);

@@ -1,16 +1,26 @@
 /**
  * The few libc calls JavaScript has no API for, through the runtime's own FFI: `bun:ffi` on Bun,
- * `node:ffi` on Node ≥ 26.1. No native addon, nothing to build.
+ * `node:ffi` on Node ≥ 26.1. No native addon, nothing to build. One table of symbols serves both.
  *
- * Used for: prctl(PR_SET_CHILD_SUBREAPER), waitid/waitpid (reaping orphans), ioctl (FIFREEZE,
- * RNDRESEEDCRNG), sync, clock_gettime/clock_settime (PTP clock). Every caller must cope with
- * `loadLibc()` returning undefined (FFI disabled with `--no-experimental-ffi`, or no libc found).
+ * Used for: inotify, poll, read, close, eventfd (the watch worker); prctl(PR_SET_CHILD_SUBREAPER),
+ * waitid/waitpid (reaping orphans); ioctl (FIFREEZE, RNDRESEEDCRNG); sync; clock_gettime and
+ * clock_settime. Every caller must cope with `loadLibc()` returning undefined (FFI disabled, or no
+ * libc found); `libcLoadError()` says why.
  *
- * Pointers are passed as Uint8Array buffers the caller owns for the duration of the call.
+ * Pointers are passed as Uint8Array buffers the caller owns for the duration of the call. `errno`
+ * must be read right after the failing call, on the same thread, before anything else runs.
  */
 import { createRequire } from "node:module";
 
 export interface Libc {
+  inotifyInit1(flags: number): number;
+  inotifyAddWatch(fd: number, path: string, mask: number): number;
+  inotifyRmWatch(fd: number, wd: number): number;
+  /** poll(2) over `fds` (a `struct pollfd[]` buffer, 8 bytes each). */
+  poll(fds: Uint8Array, nfds: number, timeoutMs: number): number;
+  read(fd: number, buf: Uint8Array, length: number): number;
+  close(fd: number): number;
+  eventfd(initval: number, flags: number): number;
   prctl(option: number, arg2: number): number;
   /** waitid(idtype, id, &siginfo, options); `siginfo` must hold 128 bytes. */
   waitid(idtype: number, id: number, siginfo: Uint8Array, options: number): number;
@@ -33,10 +43,44 @@ export const WNOWAIT = 0x0100_0000;
 export const PR_SET_CHILD_SUBREAPER = 36;
 export const PR_GET_CHILD_SUBREAPER = 37;
 export const CLOCK_REALTIME = 0;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
+export const POLLIN = 0x1;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+export const EINTR = 4;
+export const EAGAIN = 11;
+
+/** C types as the two FFIs name them: `buf` is a caller-owned buffer argument. */
+type CType = "i32" | "u32" | "u64" | "i64" | "buf" | "ptr" | "void";
+
+const SYMBOLS: Record<string, [args: CType[], returns: CType]> = {
+  inotify_init1: [["i32"], "i32"],
+  inotify_add_watch: [["i32", "buf", "u32"], "i32"],
+  inotify_rm_watch: [["i32", "i32"], "i32"],
+  poll: [["buf", "u64", "i32"], "i32"],
+  read: [["i32", "buf", "u64"], "i64"],
+  close: [["i32"], "i32"],
+  eventfd: [["u32", "i32"], "i32"],
+  prctl: [["i32", "u64", "u64", "u64", "u64"], "i32"],
+  waitid: [["i32", "u32", "buf", "i32"], "i32"],
+  waitpid: [["i32", "buf", "i32"], "i32"],
+  ioctl: [["i32", "u64", "buf"], "i32"],
+  sync: [[], "void"],
+  clock_gettime: [["i32", "buf"], "i32"],
+  clock_settime: [["i32", "buf"], "i32"],
+  __errno_location: [[], "ptr"],
+};
 
 const LIBC_NAMES = ["libc.so.6", "libc.so", "/lib/ld-musl-x86_64.so.1", "/lib/ld-musl-aarch64.so.1"];
 
-type Loader = () => Libc;
+type Fn = (...args: unknown[]) => unknown;
+interface Binding {
+  fns: Record<string, Fn>;
+  readI32(pointer: unknown): number;
+}
+
 let cached: { libc: Libc | undefined; error: string | undefined } | undefined;
 
 /** The libc bindings, loaded once; undefined when this runtime has no usable FFI. */
@@ -45,7 +89,7 @@ export function loadLibc(): Libc | undefined {
   return cached.libc;
 }
 
-/** Why `loadLibc()` returned undefined (for logs). */
+/** Why `loadLibc()` returned undefined (for logs and error messages). */
 export function libcLoadError(): string | undefined {
   loadLibc();
   return cached?.error;
@@ -56,77 +100,64 @@ function tryLoad(): { libc: Libc | undefined; error: string | undefined } {
   let lastError = "no libc found";
   for (const name of LIBC_NAMES) {
     try {
-      const loader: Loader = isBun ? () => loadBun(name) : () => loadNode(name);
-      return { libc: loader(), error: undefined };
+      return { libc: wrap(isBun ? bindBun(name) : bindNode(name)), error: undefined };
     } catch (err) {
-      lastError = err instanceof Error ? err.message : String(err);
+      lastError = `${isBun ? "bun:ffi" : "node:ffi"}: ${err instanceof Error ? err.message : String(err)}`;
     }
   }
   return { libc: undefined, error: lastError };
 }
 
 const require = createRequire(import.meta.url);
+const cstr = (s: string) => Buffer.from(`${s}\0`);
+
+function wrap({ fns, readI32 }: Binding): Libc {
+  const call = (name: string, ...args: unknown[]) => Number((fns[name] as Fn)(...args));
+  return {
+    inotifyInit1: (flags) => call("inotify_init1", flags),
+    inotifyAddWatch: (fd, path, mask) => call("inotify_add_watch", fd, cstr(path), mask >>> 0),
+    inotifyRmWatch: (fd, wd) => call("inotify_rm_watch", fd, wd),
+    poll: (fds, nfds, timeoutMs) => call("poll", fds, BigInt(nfds), timeoutMs),
+    read: (fd, buf, length) => call("read", fd, buf, BigInt(length)),
+    close: (fd) => call("close", fd),
+    eventfd: (initval, flags) => call("eventfd", initval, flags),
+    prctl: (option, arg2) => call("prctl", option, BigInt(arg2), 0n, 0n, 0n),
+    waitid: (idtype, id, siginfo, options) => call("waitid", idtype, id, siginfo, options),
+    waitpid: (pid, status, options) => call("waitpid", pid, status, options),
+    ioctl: (fd, request, arg) => call("ioctl", fd, BigInt(request), arg),
+    sync: () => void (fns.sync as Fn)(),
+    clockGettime: (clockid, ts) => call("clock_gettime", clockid, ts),
+    clockSettime: (clockid, ts) => call("clock_settime", clockid, ts),
+    errno: () => readI32((fns.__errno_location as Fn)()),
+  };
+}
 
 interface BunFfi {
-  dlopen(path: string, defs: Record<string, { args: string[]; returns: string }>): { symbols: Record<string, (...a: unknown[]) => unknown> };
+  dlopen(path: string, defs: Record<string, { args: string[]; returns: string }>): { symbols: Record<string, Fn> };
   read: { i32(ptr: unknown, offset: number): number };
 }
 
-function loadBun(path: string): Libc {
+function bindBun(path: string): Binding {
   const ffi = require("bun:ffi") as BunFfi;
-  const s = ffi.dlopen(path, {
-    prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
-    waitid: { args: ["i32", "u32", "ptr", "i32"], returns: "i32" },
-    waitpid: { args: ["i32", "ptr", "i32"], returns: "i32" },
-    ioctl: { args: ["i32", "u64", "ptr"], returns: "i32" },
-    sync: { args: [], returns: "void" },
-    clock_gettime: { args: ["i32", "ptr"], returns: "i32" },
-    clock_settime: { args: ["i32", "ptr"], returns: "i32" },
-    __errno_location: { args: [], returns: "ptr" },
-  }).symbols as Record<string, (...a: unknown[]) => number>;
-  const f = (name: string) => s[name] as (...a: unknown[]) => number;
-  return {
-    prctl: (option, arg2) => f("prctl")(option, BigInt(arg2), 0n, 0n, 0n),
-    waitid: (idtype, id, siginfo, options) => f("waitid")(idtype, id, siginfo, options),
-    waitpid: (pid, status, options) => f("waitpid")(pid, status, options),
-    ioctl: (fd, request, arg) => f("ioctl")(fd, BigInt(request), arg),
-    sync: () => void f("sync")(),
-    clockGettime: (clockid, ts) => f("clock_gettime")(clockid, ts),
-    clockSettime: (clockid, ts) => f("clock_settime")(clockid, ts),
-    errno: () => ffi.read.i32(f("__errno_location")(), 0),
-  };
+  const name = (t: CType) => (t === "buf" ? "ptr" : t);
+  const defs = Object.fromEntries(
+    Object.entries(SYMBOLS).map(([sym, [args, ret]]) => [sym, { args: args.map(name), returns: name(ret) }]),
+  );
+  return { fns: ffi.dlopen(path, defs).symbols, readI32: (p) => ffi.read.i32(p, 0) };
 }
 
 interface NodeFfi {
-  dlopen(path: string, defs: Record<string, { arguments: string[]; return: string }>): {
-    functions: Record<string, (...a: unknown[]) => unknown>;
-  };
+  dlopen(path: string, defs: Record<string, { arguments: string[]; return: string }>): { functions: Record<string, Fn> };
   getInt32(pointer: bigint, offset?: number): number;
 }
 
-function loadNode(path: string): Libc {
+function bindNode(path: string): Binding {
   const ffi = requireNodeFfi();
-  const s = ffi.dlopen(path, {
-    prctl: { arguments: ["i32", "u64", "u64", "u64", "u64"], return: "i32" },
-    waitid: { arguments: ["i32", "u32", "buffer", "i32"], return: "i32" },
-    waitpid: { arguments: ["i32", "buffer", "i32"], return: "i32" },
-    ioctl: { arguments: ["i32", "u64", "buffer"], return: "i32" },
-    sync: { arguments: [], return: "void" },
-    clock_gettime: { arguments: ["i32", "buffer"], return: "i32" },
-    clock_settime: { arguments: ["i32", "buffer"], return: "i32" },
-    __errno_location: { arguments: [], return: "pointer" },
-  }).functions;
-  const f = (name: string) => s[name] as (...a: unknown[]) => number;
-  return {
-    prctl: (option, arg2) => f("prctl")(option, BigInt(arg2), 0n, 0n, 0n),
-    waitid: (idtype, id, siginfo, options) => f("waitid")(idtype, id, siginfo, options),
-    waitpid: (pid, status, options) => f("waitpid")(pid, status, options),
-    ioctl: (fd, request, arg) => f("ioctl")(fd, BigInt(request), arg),
-    sync: () => void f("sync")(),
-    clockGettime: (clockid, ts) => f("clock_gettime")(clockid, ts),
-    clockSettime: (clockid, ts) => f("clock_settime")(clockid, ts),
-    errno: () => ffi.getInt32((s.__errno_location as () => bigint)(), 0),
-  };
+  const name = (t: CType) => (t === "buf" ? "buffer" : t === "ptr" ? "pointer" : t);
+  const defs = Object.fromEntries(
+    Object.entries(SYMBOLS).map(([sym, [args, ret]]) => [sym, { arguments: args.map(name), return: name(ret) }]),
+  );
+  return { fns: ffi.dlopen(path, defs).functions, readI32: (p) => ffi.getInt32(p as bigint, 0) };
 }
 
 /** `node:ffi` without its one-time ExperimentalWarning on stderr (the daemon's logs are JSON). */
