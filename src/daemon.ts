@@ -25,6 +25,7 @@ import { CaInstaller } from "./vm/ca-bundle.ts";
 import { createClockSetter } from "./vm/clock.ts";
 import { InitService } from "./vm/init-service.ts";
 import type { LogShipper } from "./vm/log-shipper.ts";
+import { HeapTrimmer } from "./vm/heap-trimmer.ts";
 import { CpuSampler } from "./vm/metrics.ts";
 import { MetadataPoller, MmdsClient } from "./vm/mmds.ts";
 import { writeBootMarker } from "./vm/run-files.ts";
@@ -74,6 +75,9 @@ export async function createDaemon(
   if (!config.isNotFc) metadata.start();
   const cpu = new CpuSampler();
   cpu.start();
+  // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
+  const heap = new HeapTrimmer({ log: log.child({ component: "heap" }) });
+  heap.start();
   const users = new UserDb();
   const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
   const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "", cgroupOf: (kind) => cgroups.procsPath(kind) });
@@ -144,6 +148,7 @@ export async function createDaemon(
     router,
     loops: [
       { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
+      { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
       { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
     ],
   });
@@ -160,6 +165,7 @@ export async function createDaemon(
         const stopped = server.stopAccepting();
         metadata.stop();
         cpu.stop();
+        heap.stop();
         await vm?.[Symbol.asyncDispose]();
         // Keep-alive connections must not carry new requests while processes end: close them as
         // soon as they are idle (streams keep theirs until their end event is written).
