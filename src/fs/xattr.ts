@@ -10,8 +10,28 @@
  * Calls follow symlinks, like Go's getxattr/setxattr.
  */
 import { constants } from "node:os";
-import { getAttribute, listAttributes, removeAttribute, setAttribute } from "@napi-rs/xattr";
 import { Code, EnvdError } from "../errors.ts";
+
+type XattrAddon = typeof import("@napi-rs/xattr");
+let addon: Promise<XattrAddon | undefined> | undefined;
+/** Why the addon could not be loaded, if it could not. */
+export let xattrUnavailableReason: string | undefined;
+
+/**
+ * The addon, loaded on first use. A compiled binary extracts it to a temporary directory, which
+ * can be missing, full or noexec: then metadata is treated as unsupported (as on a filesystem
+ * without xattrs) instead of the daemon failing to start.
+ */
+function loadAddon(): Promise<XattrAddon | undefined> {
+  addon ??= import("@napi-rs/xattr").then(
+    (m) => m,
+    (err: unknown) => {
+      xattrUnavailableReason = err instanceof Error ? err.message : String(err);
+      return undefined;
+    },
+  );
+  return addon;
+}
 
 export const METADATA_XATTR_PREFIX = "user.e2b.";
 /** Linux caps xattr names at 255 bytes; the prefix takes 9. */
@@ -54,9 +74,11 @@ export function validateMetadata(metadata: Metadata): void {
  * Other failures (ENOENT, EACCES…) are thrown as errno-coded errors.
  */
 export async function readMetadata(path: string): Promise<Metadata | undefined> {
+  const x = await loadAddon();
+  if (!x) return undefined;
   let names: string[];
   try {
-    names = await listAttributes(path);
+    names = await x.listAttributes(path);
   } catch (err) {
     const e = xattrError(err, "listxattr", path);
     if (isUnsupported(e)) return undefined;
@@ -67,7 +89,7 @@ export async function readMetadata(path: string): Promise<Metadata | undefined> 
     if (!name.startsWith(METADATA_XATTR_PREFIX)) continue;
     let value: Buffer | null;
     try {
-      value = await getAttribute(path, name);
+      value = await x.getAttribute(path, name);
     } catch (err) {
       const e = xattrError(err, "getxattr", path);
       if (e.code === "ENODATA") continue; // removed in between
@@ -94,9 +116,11 @@ export async function readMetadata(path: string): Promise<Metadata | undefined> 
  */
 export async function writeMetadata(path: string, metadata: Metadata): Promise<boolean> {
   validateMetadata(metadata);
+  const x = await loadAddon();
+  if (!x) return false;
   let existing: string[];
   try {
-    existing = await listAttributes(path);
+    existing = await x.listAttributes(path);
   } catch (err) {
     const e = xattrError(err, "listxattr", path);
     if (isUnsupported(e)) return false;
@@ -106,7 +130,7 @@ export async function writeMetadata(path: string, metadata: Metadata): Promise<b
     if (!name.startsWith(METADATA_XATTR_PREFIX)) continue;
     if (Object.hasOwn(metadata, name.slice(METADATA_XATTR_PREFIX.length))) continue;
     try {
-      await removeAttribute(path, name);
+      await x.removeAttribute(path, name);
     } catch (err) {
       const e = xattrError(err, "removexattr", path);
       if (e.code !== "ENODATA") throw e;
@@ -114,7 +138,7 @@ export async function writeMetadata(path: string, metadata: Metadata): Promise<b
   }
   for (const [key, value] of Object.entries(metadata)) {
     try {
-      await setAttribute(path, METADATA_XATTR_PREFIX + key, value);
+      await x.setAttribute(path, METADATA_XATTR_PREFIX + key, value);
     } catch (err) {
       const e = xattrError(err, "setxattr", path);
       if (isUnsupported(e)) return false;
