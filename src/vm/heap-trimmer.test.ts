@@ -1,55 +1,83 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { HeapTrimmer, loadTrim, shouldTrim, TRIM_GROWTH_BYTES } from "./heap-trimmer.ts";
+import { HeapTrimmer, loadTrim, shouldTrim, TRIM_GROWTH_BYTES, TRIM_RETRY_MAX_MS, TRIM_RETRY_MIN_MS, type TrimState } from "./heap-trimmer.ts";
 
 const MIB = 1024 * 1024;
 const log = createLogger("error", () => {});
+const TICK_MS = 2_000;
 
-/** A trimmer over a scripted RSS: `trimTo` is what RSS becomes when it trims. */
-function scripted(samples: number[], trimTo: number) {
+/**
+ * A trimmer over scripted RSS samples (MiB), one per 2 s tick. `freeTo(rss)` is the RSS a trim
+ * leaves (what the runtime could give back).
+ */
+function scripted(samples: number[], freeTo: (rssMiB: number) => number) {
   let rss = 0;
-  const trims: number[] = [];
+  let now = 0;
+  const trims: string[] = [];
   const trimmer = new HeapTrimmer({
     log,
     rss: () => rss,
+    now: () => now,
     trim: () => {
-      trims.push(rss);
-      rss = trimTo * MIB;
+      rss = freeTo(rss / MIB) * MIB;
     },
   });
-  const results = samples.map((mib) => {
+  samples.forEach((mib, i) => {
     rss = mib * MIB;
-    return trimmer.tick();
+    now = i * TICK_MS;
+    const reason = trimmer.tick();
+    if (reason) trims.push(`${i}:${reason}`);
   });
-  return { results, trims: trims.map((b) => b / MIB), trimmer };
+  return trims;
 }
 
+const state = (s: Partial<TrimState>): TrimState => ({
+  level: 50 * MIB,
+  baseline: 50 * MIB,
+  previous: 50 * MIB,
+  lastTrimAt: 0,
+  retryMs: TRIM_RETRY_MIN_MS,
+  ...s,
+});
+
 describe("heap trimmer", () => {
-  test("shouldTrim: grown past the threshold and settled", () => {
-    const level = 50 * MIB;
-    assert.equal(shouldTrim({ level, previous: 200 * MIB }, 200 * MIB), true);
-    assert.equal(shouldTrim({ level, previous: 120 * MIB }, 200 * MIB), false, "still growing");
-    assert.equal(shouldTrim({ level, previous: 260 * MIB }, 200 * MIB), false, "still falling");
-    assert.equal(shouldTrim({ level, previous: level }, level + TRIM_GROWTH_BYTES - 1), false, "not enough growth");
+  test("shouldTrim: a burst is over when RSS grew past the threshold and settled", () => {
+    assert.equal(shouldTrim(state({ previous: 200 * MIB }), 200 * MIB, 1), "burst");
+    assert.equal(shouldTrim(state({ previous: 120 * MIB }), 200 * MIB, 1), undefined, "still growing");
+    assert.equal(shouldTrim(state({ previous: 260 * MIB }), 200 * MIB, 1), undefined, "still falling");
+    assert.equal(shouldTrim(state({}), 50 * MIB + TRIM_GROWTH_BYTES - 1, 1), undefined, "not enough growth");
+  });
+
+  test("shouldTrim: retries above the baseline only once retryMs has passed", () => {
+    const high = state({ level: 150 * MIB, previous: 150 * MIB, lastTrimAt: 0 });
+    assert.equal(shouldTrim(high, 150 * MIB, TRIM_RETRY_MIN_MS - 1), undefined);
+    assert.equal(shouldTrim(high, 150 * MIB, TRIM_RETRY_MIN_MS), "retry");
+    assert.equal(shouldTrim({ ...high, baseline: 140 * MIB }, 150 * MIB, TRIM_RETRY_MIN_MS), undefined, "close to the baseline");
   });
 
   test("trims once after a burst, then takes the new RSS as its level", () => {
-    // idle 50, burst up to 200, settles at 200: trim → 60; stays at 60 (no second trim)
-    const { results, trims } = scripted([50, 50, 120, 200, 200, 60, 60, 61], 60);
-    assert.deepEqual(results, [false, false, false, false, true, false, false, false]);
-    assert.deepEqual(trims, [200]);
+    // idle 50, burst to 200, settles: trim → 60, stays there
+    const trims = scripted([50, 50, 120, 200, 200, 60, 60, 61, ...Array(40).fill(60)], () => 60);
+    assert.deepEqual(trims, ["4:burst"]);
   });
 
-  test("memory really in use is not trimmed over and over", () => {
-    // a burst that leaves 150 MiB live: one trim (nothing freed), then quiet
-    const { trims } = scripted([50, 150, 150, 150, 150, 150, 150], 150);
-    assert.deepEqual(trims, [150]);
+  test("memory that becomes garbage later is given back by a retry", () => {
+    // 150 MiB stay referenced for a while (the first trim frees nothing), then could go back to 55
+    const retryAt = 2 + TRIM_RETRY_MIN_MS / TICK_MS;
+    const samples = [50, 150, ...Array(retryAt - 1).fill(150), ...Array(20).fill(55)];
+    let calls = 0;
+    const trims = scripted(samples, (rss) => (++calls === 1 ? rss : 55));
+    assert.deepEqual(trims, ["2:burst", `${retryAt}:retry`]);
   });
 
-  test("the level follows RSS down, so the next burst is measured from the lower level", () => {
-    const { trims } = scripted([100, 40, 40, 70, 70], 45);
-    assert.deepEqual(trims, [70]);
+  test("memory really in use: retries back off and stop at the maximum interval", () => {
+    const ticks = (TRIM_RETRY_MAX_MS * 4) / TICK_MS;
+    const trims = scripted([50, 150, ...Array(ticks).fill(150)], (rss) => rss);
+    const at = trims.map((t) => Number(t.split(":")[0]) * TICK_MS);
+    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
+    assert.deepEqual(gaps.slice(0, 5), [30_000, 60_000, 120_000, 240_000, 480_000]);
+    assert.ok(gaps.every((g) => g <= TRIM_RETRY_MAX_MS));
   });
 
   test("start is idempotent and stop ends the loop", () => {

@@ -1,14 +1,19 @@
 /**
  * Gives memory back after a burst. Both runtimes keep most of their peak once a 1 GiB stream, a
- * transfer or a few hundred concurrent commands are over (../shared/research/runtime.md): on Node
- * the freed buffers stay in glibc's malloc heap (RSS 2× idle for good, measured by `npm run bench`);
- * Bun's collector and allocator give back on their own, but only eventually.
+ * transfer or a few hundred commands are over (../shared/research/runtime.md), measured with
+ * `npm run bench` (docs/benchmarks.md):
+ *  - Node: the freed buffers stay in glibc's malloc heap (RSS ~1.8× idle for good);
+ *  - Bun: nothing is collected while the daemon is idle, and a child's pipe buffers (64 KiB each)
+ *    are only released by the second full collection after the ProcessHandle becomes garbage; after
+ *    1,000 commands, 128 MiB stayed "external" until something forced two collections.
  *
- * A cheap loop watches the daemon's RSS. When it has grown well above the level after the last
- * trim and has stopped growing (the burst is over), it trims once: `malloc_trim(0)` through the
- * runtime's FFI (returns glibc's free pages; a no-op where there is nothing to return) and, on Bun,
- * a full collection first (`Bun.gc(true)`). Then the new RSS becomes the level to compare with, so
- * memory that is really in use is never trimmed over and over. Sampling RSS costs ~10 µs a tick.
+ * A cheap loop samples the daemon's RSS (~10 µs). When it has grown well above the level after
+ * the last trim and has stopped moving (the burst is over), it trims: on Bun two full collections
+ * (`Bun.gc(true)` twice), then `malloc_trim(0)` through the runtime's FFI on both runtimes. The new
+ * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
+ * Memory can also become garbage later (an ended process's record is kept 30 s), so while RSS stays
+ * well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while tries
+ * free nothing.
  */
 import { createRequire } from "node:module";
 import type { Logger } from "../log.ts";
@@ -19,17 +24,42 @@ export const TRIM_INTERVAL_MS = 2_000;
 export const TRIM_GROWTH_BYTES = 16 * MIB;
 /** Change between two ticks under which the RSS counts as settled. */
 export const TRIM_SETTLED_BYTES = 2 * MIB;
+/** A trim that frees less than this was not worth it: the next retry waits twice as long. */
+export const TRIM_USEFUL_BYTES = 4 * MIB;
+export const TRIM_RETRY_MIN_MS = 30_000;
+export const TRIM_RETRY_MAX_MS = 8 * 60_000;
 
 export interface TrimState {
   /** RSS after the last trim, or the lowest seen since. */
   level: number;
+  /** The lowest RSS ever seen (the idle daemon). */
+  baseline: number;
   /** RSS at the previous tick. */
   previous: number;
+  /** When the last trim ran (ms, any monotonic clock). */
+  lastTrimAt: number;
+  /** How long after the last trim a retry may run. */
+  retryMs: number;
 }
 
-/** The decision, pure: grown by `TRIM_GROWTH_BYTES` over the level and no longer moving. */
-export function shouldTrim(state: TrimState, rss: number): boolean {
-  return rss - state.level >= TRIM_GROWTH_BYTES && Math.abs(rss - state.previous) <= TRIM_SETTLED_BYTES;
+export type TrimReason = "burst" | "retry";
+
+/**
+ * The decision, pure. Only when RSS has settled: "burst" when it grew `TRIM_GROWTH_BYTES` above
+ * the level; "retry" when it is that far above the baseline and `retryMs` has passed.
+ */
+export function shouldTrim(state: TrimState, rss: number, now: number): TrimReason | undefined {
+  if (Math.abs(rss - state.previous) > TRIM_SETTLED_BYTES) return undefined;
+  if (rss - state.level >= TRIM_GROWTH_BYTES) return "burst";
+  if (rss - state.baseline >= TRIM_GROWTH_BYTES && now - state.lastTrimAt >= state.retryMs) return "retry";
+  return undefined;
+}
+
+/** The state after a trim that took RSS from `before` to `after`. */
+export function afterTrim(state: TrimState, reason: TrimReason, before: number, after: number, now: number): TrimState {
+  const useful = before - after >= TRIM_USEFUL_BYTES;
+  const retryMs = reason === "burst" || useful ? TRIM_RETRY_MIN_MS : Math.min(state.retryMs * 2, TRIM_RETRY_MAX_MS);
+  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs };
 }
 
 type Trim = () => void;
@@ -58,6 +88,8 @@ export function loadTrim(): Trim | undefined {
   }
   if (bun) {
     return () => {
+      // Native-backed objects (pipe buffers) are finalized by one collection and freed by the next.
+      bun.gc(true);
       bun.gc(true);
       mallocTrim?.();
     };
@@ -84,6 +116,8 @@ export interface HeapTrimmerOptions {
   intervalMs?: number;
   /** Reads the RSS in bytes (tests pass a fake). */
   rss?: () => number;
+  /** Monotonic ms (tests pass a fake). */
+  now?: () => number;
   /** What a trim does (tests pass a fake); default `loadTrim()`. */
   trim?: Trim;
 }
@@ -92,6 +126,7 @@ export class HeapTrimmer {
   readonly name = "heap-trimmer";
   readonly #opts: HeapTrimmerOptions;
   readonly #rss: () => number;
+  readonly #now: () => number;
   readonly #trim: Trim | undefined;
   #timer: NodeJS.Timeout | undefined;
   #state: TrimState | undefined;
@@ -101,6 +136,7 @@ export class HeapTrimmer {
   constructor(opts: HeapTrimmerOptions) {
     this.#opts = opts;
     this.#rss = opts.rss ?? (() => process.memoryUsage.rss());
+    this.#now = opts.now ?? (() => performance.now());
     this.#trim = opts.trim ?? loadTrim();
   }
 
@@ -121,28 +157,30 @@ export class HeapTrimmer {
     this.#state = undefined;
   }
 
-  /** One sample; trims when `shouldTrim` says so. Returns whether it trimmed. */
-  tick(): boolean {
+  /** One sample; trims when `shouldTrim` says so. Returns why it trimmed, if it did. */
+  tick(): TrimReason | undefined {
     const rss = this.#rss();
+    const now = this.#now();
     const state = this.#state;
     if (!state) {
-      this.#state = { level: rss, previous: rss };
-      return false;
+      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS };
+      return undefined;
     }
-    if (!shouldTrim(state, rss)) {
-      this.#state = { level: Math.min(state.level, rss), previous: rss };
-      return false;
+    const reason = shouldTrim(state, rss, now);
+    if (!reason) {
+      this.#state = { ...state, level: Math.min(state.level, rss), baseline: Math.min(state.baseline, rss), previous: rss };
+      return undefined;
     }
-    const started = performance.now();
     this.#trim?.();
     const after = this.#rss();
     this.trims++;
-    this.#state = { level: after, previous: after };
+    this.#state = afterTrim(state, reason, rss, after, now);
     this.#opts.log.debug("heap trimmed", {
+      reason,
       beforeMiB: Math.round(rss / MIB),
       afterMiB: Math.round(after / MIB),
-      ms: Math.round(performance.now() - started),
+      ms: Math.round(this.#now() - now),
     });
-    return true;
+    return reason;
   }
 }
