@@ -12,7 +12,7 @@ import type { BenchUser } from "./lib/bench-user.ts";
 import type { Memory } from "./lib/measure.ts";
 import type { Sizes } from "./sizes.ts";
 import { settledMemory } from "./figures/memory.ts";
-import { measureOursRoundTrip, type OursRoundTrip } from "./figures/round-trip.ts";
+import { measureOursRoundTrip, type OursRoundTrip, soak } from "./figures/round-trip.ts";
 import { measureOursStart, type Startup } from "./figures/startup.ts";
 import { measureOursStreams, type OursStreams } from "./figures/streams.ts";
 import { measureOursThroughput, type OursThroughput } from "./figures/throughput.ts";
@@ -28,7 +28,9 @@ export interface OursRun {
   runtime: Runtime;
   idle: Memory;
   roundTrip: OursRoundTrip;
+  /** RSS after the first soak (the round-trip one) and after a second, identical soak, each after `soakRestMs`. */
   afterSoak: Memory;
+  afterSecondSoak: Memory;
   throughputJson: OursThroughput;
   throughputBinary: OursThroughput;
   afterThroughput: Memory;
@@ -58,9 +60,11 @@ export async function runOurs(
     const sbx = await envd.sandbox();
 
     const idle = await settledMemory(pid, sizes.idleSettleMs);
-    log(`${runtime}: idle RSS ${idle.rssMiB.toFixed(1)} MiB; soak of ${sizes.soakCommands} commands`);
-    const roundTrip = await measureOursRoundTrip(pid, sbx, json, user.name, sizes.soakCommands);
-    const afterSoak = await settledMemory(pid, sizes.burstSettleMs);
+    log(`${runtime}: idle RSS ${idle.rssMiB.toFixed(1)} MiB; soak of ${sizes.soakCommands} commands, twice`);
+    const roundTrip = await measureOursRoundTrip(sbx, json, user.name, sizes.soakCommands);
+    const afterSoak = await settledMemory(pid, sizes.soakRestMs);
+    await soak(sbx, user.name, sizes.soakCommands);
+    const afterSecondSoak = await settledMemory(pid, sizes.soakRestMs);
 
     log(`${runtime}: stdout throughput, ${sizes.streamBytes} bytes × ${sizes.throughputReps}, JSON then binary`);
     const throughputJson = await measureOursThroughput(pid, json, sizes.streamBytes, sizes.throughputReps);
@@ -97,12 +101,13 @@ export async function runOurs(
 
     const exitCode = await envd.stop();
     log(`${runtime}: start until /health, ${sizes.startups} starts`);
-    const startup = await measureOursStart(runtime, sizes.startups);
+    const startup = await measureOursStart(runtime, sizes.startups, sizes.idleSettleMs);
     return {
       runtime,
       idle,
       roundTrip,
       afterSoak,
+      afterSecondSoak,
       throughputJson,
       throughputBinary,
       afterThroughput,

@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: our daemon against the physical floor and against OpenSSH, in one run.
  *
- *   node bench/run.ts [--smoke] [--runtimes bun,node] [--no-peer] [--out FILE]
+ *   node bench/run.ts [--smoke] [--runtimes bun,node] [--no-peer] [--out FILE] [--sizes JSON]
  *
  * Measures the floors and the OpenSSH peer first, then one pass over our daemon per runtime
  * (bench/ours.ts), prints the table (Markdown) and writes every raw number as JSON
  * (bench/results/latest.json by default). Needs root: it creates a throwaway user and runs sshd.
  * `--smoke` runs every figure with tiny sizes in well under a minute; its numbers mean nothing.
+ * `--sizes '{"streamBytes":268435456}'` overrides single sizes (bench/sizes.ts) while iterating.
  * The exit code reflects only whether the suite ran, never whether a target was met.
  */
 import { spawnSync } from "node:child_process";
@@ -19,12 +20,12 @@ import { createBenchUser } from "./lib/bench-user.ts";
 import { ensureOpenSsh, startOpenSsh } from "./lib/openssh.ts";
 import { sshdMemory } from "./figures/memory.ts";
 import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
-import { measureBareStart } from "./figures/startup.ts";
+import { buildBinary, measureBareStart, measureBinaryStart } from "./figures/startup.ts";
 import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
 import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
 import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
 import { buildRows, type Floors, formatTable, type Peer, type Results } from "./report.ts";
-import { FULL, SMOKE } from "./sizes.ts";
+import { FULL, type Sizes, SMOKE } from "./sizes.ts";
 import { sleep } from "./lib/measure.ts";
 
 const { values } = parseArgs({
@@ -33,9 +34,10 @@ const { values } = parseArgs({
     runtimes: { type: "string", default: "bun,node" },
     "no-peer": { type: "boolean", default: false },
     out: { type: "string", default: join(ROOT, "bench", "results", "latest.json") },
+    sizes: { type: "string", default: "{}" },
   },
 });
-const sizes = values.smoke ? SMOKE : FULL;
+const sizes: Sizes = { ...(values.smoke ? SMOKE : FULL), ...(JSON.parse(values.sizes) as Partial<Sizes>) };
 const runtimes = values.runtimes.split(",").map((s) => s.trim()) as Runtime[];
 for (const rt of runtimes) if (rt !== "bun" && rt !== "node") throw new Error(`unknown runtime ${rt} (bun or node)`);
 
@@ -77,7 +79,7 @@ const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "f
     makeSourceFile(src, sizes.transferBytes);
     const transfer = await measureTransferFloor(src, join(work, "copy.bin"), sizes.transferBytes, Math.max(1, sizes.transferReps));
     const bareStart: Floors["bareStart"] = {};
-    for (const rt of runtimes) bareStart[rt] = await measureBareStart(rt, sizes.startups);
+    for (const rt of runtimes) bareStart[rt] = await measureBareStart(rt, sizes.startups, sizes.idleSettleMs);
     const floors: Floors = { spawn, pipeMBps, transfer, bareStart };
 
     let peer: Peer | Unavailable;
@@ -100,7 +102,15 @@ const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "f
     const ours: Partial<Record<Runtime, OursRun>> = {};
     for (const rt of runtimes) ours[rt] = await runOurs(rt, sizes, user, { src, local }, log);
 
-    const results: Results = { sizes, floors, peer, ours };
+    let binary: Results["binary"] = { unavailable: "Bun not in --runtimes" };
+    if (runtimes.includes("bun")) {
+      log("compiled binary: npm run build, then start until /health");
+      const out = join(work, "envd");
+      const failed = buildBinary(out);
+      binary = failed ? { unavailable: failed } : { startup: await measureBinaryStart(out, sizes.startups, sizes.idleSettleMs) };
+    }
+
+    const results: Results = { sizes, floors, peer, ours, binary };
     const rows = buildRows(results);
     const table = formatTable(rows);
     const m = meta.machine;

@@ -2,8 +2,10 @@
 export interface Sizes {
   spawnFloorRuns: number;
   idleSettleMs: number;
-  /** Commands in the soak; the round-trip figure is taken from them. */
+  /** Commands in each of the two soaks; the round-trip figure is taken from the first. */
   soakCommands: number;
+  /** Rest after each soak before RSS is read: longer than the 30 s an ended process is kept. */
+  soakRestMs: number;
   sshExecRuns: number;
   /** Bytes of stdout per throughput run. */
   streamBytes: number;
@@ -21,6 +23,7 @@ export const FULL: Sizes = {
   spawnFloorRuns: 1000,
   idleSettleMs: 2_000,
   soakCommands: 1000,
+  soakRestMs: 40_000,
   sshExecRuns: 300,
   streamBytes: 2 ** 30,
   throughputReps: 3,
@@ -36,6 +39,7 @@ export const SMOKE: Sizes = {
   spawnFloorRuns: 50,
   idleSettleMs: 200,
   soakCommands: 20,
+  soakRestMs: 300,
   sshExecRuns: 5,
   streamBytes: 8 * 2 ** 20,
   throughputReps: 1,

@@ -9,7 +9,7 @@
 import type { Client } from "@connectrpc/connect";
 import type { Sandbox } from "e2b";
 import type { Process } from "../../src/gen/process/process_pb.js";
-import { memoryOf, type Memory, type Percentiles, percentiles, timeRuns } from "../lib/measure.ts";
+import { type Percentiles, percentiles, timeRuns } from "../lib/measure.ts";
 
 export interface SpawnFloor {
   /** fork+exec+wait of `true`. */
@@ -36,32 +36,26 @@ export function measureSshExec(ssh: string[], n: number): Percentiles {
 export interface OursRoundTrip {
   sdk: Percentiles;
   connect: Percentiles;
-  /** Daemon memory after the first 10 % of the soak and at its end (the soak is the SDK loop). */
-  rssWarm: Memory;
-  rssAfterSoak: Memory;
-  soakCommands: number;
 }
 
-/** Runs the soak: `n` SDK commands in a row (the first 10 % are warm-up, not counted), then Connect starts. */
-export async function measureOursRoundTrip(
-  pid: number,
-  sbx: Sandbox,
-  client: Client<typeof Process>,
-  user: string,
-  n: number,
-): Promise<OursRoundTrip> {
-  const warmup = Math.max(1, Math.floor(n / 10));
-  const sdk: number[] = [];
-  let rssWarm: Memory | undefined;
+/** The soak: `n` SDK `commands.run('true')` in a row; returns each round trip in ms. */
+export async function soak(sbx: Sandbox, user: string, n: number): Promise<number[]> {
+  const ms: number[] = [];
   for (let i = 0; i < n; i++) {
     const a = performance.now();
     const r = await sbx.commands.run("true", { user });
-    const ms = performance.now() - a;
+    ms.push(performance.now() - a);
     if (r.exitCode !== 0) throw new Error(`commands.run('true') exited ${r.exitCode}`);
-    if (i >= warmup) sdk.push(ms);
-    if (i === warmup - 1) rssWarm = memoryOf(pid);
   }
-  const rssAfterSoak = memoryOf(pid);
+  return ms;
+}
+
+/**
+ * The round trip: a soak of `n` SDK commands (the first 10 % are warm-up, not counted), then
+ * Connect starts of `true` without a shell.
+ */
+export async function measureOursRoundTrip(sbx: Sandbox, client: Client<typeof Process>, user: string, n: number): Promise<OursRoundTrip> {
+  const sdk = (await soak(sbx, user, n)).slice(Math.max(1, Math.floor(n / 10)));
   const connect: number[] = [];
   const m = Math.max(20, Math.floor(n / 3));
   for (let i = 0; i < m + 10; i++) {
@@ -73,5 +67,5 @@ export async function measureOursRoundTrip(
     if (code !== 0) throw new Error(`Start true ended with ${code}`);
     if (i >= 10) connect.push(performance.now() - a);
   }
-  return { sdk: percentiles(sdk), connect: percentiles(connect), rssWarm: rssWarm as Memory, rssAfterSoak, soakCommands: n };
+  return { sdk: percentiles(sdk), connect: percentiles(connect) };
 }

@@ -1,20 +1,23 @@
 /**
- * Start until `/health` answers: from spawning the runtime to the first 2xx on GET /health,
- * polled every millisecond on a port chosen beforehand.
+ * Start until `/health` answers: from spawning the process to the first 2xx on GET /health,
+ * polled every millisecond on a port chosen beforehand. Also the idle RSS of one of the starts.
  *  - floor: the same runtime starting a bare `node:http` server that answers every request
  *    (bench/lib/bare-health.ts), timed the same way;
- *  - ours: `src/main.ts` under the same runtime.
+ *  - ours: `src/main.ts` under Bun and Node 26, and the compiled binary (`npm run build`), which
+ *    is what ships.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
-import { median, sleep } from "../lib/measure.ts";
+import { median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
 
 const BARE = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-health.ts");
 const MAIN = join(ROOT, "src", "main.ts");
+const DAEMON_ARGS = ["--port", "{port}", "--host", "127.0.0.1", "--isnotfc"];
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -38,23 +41,27 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
-/** One start: spawn, poll /health until 2xx, SIGTERM. Returns ms from spawn to the answer. */
-async function startOnce(runtime: Runtime, script: string, args: string[]): Promise<number> {
+/** One start: spawn, poll /health until 2xx, optionally read the idle RSS, SIGTERM. */
+async function startOnce(argv: string[], idleSettleMs: number | undefined): Promise<{ ms: number; idle: Memory | undefined }> {
   const port = await freePort();
-  const bin = join(ROOT, "node_modules", ".bin", runtime);
+  const args = argv.slice(1).map((x) => x.replace("{port}", String(port)));
   const a = performance.now();
-  const child = spawn(bin, [script, ...args.map((x) => x.replace("{port}", String(port)))], {
-    stdio: "ignore",
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
-  });
+  const child = spawn(argv[0] as string, args, { stdio: "ignore", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
   const exited = new Promise((r) => child.once("exit", r));
   try {
     for (;;) {
-      if (child.exitCode !== null) throw new Error(`${script} under ${runtime} exited ${child.exitCode} before /health answered`);
-      if (await healthy(port)) return performance.now() - a;
-      if (performance.now() - a > 30_000) throw new Error(`${script} under ${runtime}: /health did not answer in 30 s`);
+      if (child.exitCode !== null) throw new Error(`${argv.join(" ")} exited ${child.exitCode} before /health answered`);
+      if (await healthy(port)) break;
+      if (performance.now() - a > 30_000) throw new Error(`${argv.join(" ")}: /health did not answer in 30 s`);
       await sleep(1);
     }
+    const ms = performance.now() - a;
+    let idle: Memory | undefined;
+    if (idleSettleMs !== undefined) {
+      await sleep(idleSettleMs);
+      idle = memoryOf(child.pid as number);
+    }
+    return { ms, idle };
   } finally {
     child.kill("SIGTERM");
     await exited;
@@ -64,15 +71,39 @@ async function startOnce(runtime: Runtime, script: string, args: string[]): Prom
 export interface Startup {
   medianMs: number;
   runsMs: number[];
+  /** RSS of the first start, `idleSettleMs` after /health answered. */
+  idle: Memory;
 }
 
-async function measure(runtime: Runtime, script: string, args: string[], n: number): Promise<Startup> {
+async function measure(argv: string[], n: number, idleSettleMs: number): Promise<Startup> {
   const runsMs: number[] = [];
-  for (let i = 0; i < n; i++) runsMs.push(await startOnce(runtime, script, args));
-  return { medianMs: median(runsMs), runsMs };
+  let idle: Memory | undefined;
+  for (let i = 0; i < n; i++) {
+    const r = await startOnce(argv, i === 0 ? idleSettleMs : undefined);
+    runsMs.push(r.ms);
+    idle ??= r.idle;
+  }
+  return { medianMs: median(runsMs), runsMs, idle: idle as Memory };
 }
 
-export const measureBareStart = (runtime: Runtime, n: number) => measure(runtime, BARE, ["{port}"], n);
+const runtimeBin = (runtime: Runtime) => join(ROOT, "node_modules", ".bin", runtime);
 
-export const measureOursStart = (runtime: Runtime, n: number) =>
-  measure(runtime, MAIN, ["--port", "{port}", "--host", "127.0.0.1", "--isnotfc"], n);
+export const measureBareStart = (runtime: Runtime, n: number, idleSettleMs: number) =>
+  measure([runtimeBin(runtime), BARE, "{port}"], n, idleSettleMs);
+
+export const measureOursStart = (runtime: Runtime, n: number, idleSettleMs: number) =>
+  measure([runtimeBin(runtime), MAIN, ...DAEMON_ARGS], n, idleSettleMs);
+
+/**
+ * Builds the shipped binary (`npm run build` = scripts/build.sh) into `out`. Returns why not when
+ * it cannot (no build script in this checkout, or the build failed).
+ */
+export function buildBinary(out: string): string | undefined {
+  const script = join(ROOT, "scripts", "build.sh");
+  if (!existsSync(script)) return "no scripts/build.sh in this checkout";
+  const r = spawnSync("bash", [script], { cwd: ROOT, env: { ...process.env, ENVD_OUT: out }, encoding: "utf8" });
+  if (r.status !== 0 || !existsSync(out)) return `npm run build failed: ${r.stderr.trim().split("\n").slice(-3).join(" ")}`;
+  return undefined;
+}
+
+export const measureBinaryStart = (binary: string, n: number, idleSettleMs: number) => measure([binary, ...DAEMON_ARGS], n, idleSettleMs);
