@@ -80,7 +80,7 @@ export async function runOurs(
     let afterTransfer: Memory | Unavailable;
     if (await filesAvailable(envd.url, user.name, remote)) {
       log(`${runtime}: /files upload and download, ${sizes.transferBytes} bytes × ${sizes.transferReps}`);
-      transfer = await measureOursTransfer(pid, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps);
+      transfer = await measureOursTransfer(pid, envd.url, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps);
       afterTransfer = await settledMemory(pid, sizes.burstSettleMs);
     } else {
       transfer = afterTransfer = { unavailable: "POST /files is not implemented in this build (issue 5)" };

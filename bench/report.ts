@@ -178,14 +178,14 @@ export function buildRows(r: Results): Row[] {
   rows.push(
     row(`stdout ${stream}, JSON codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "faster than ssh", ours, (run) => ({
       value: mbps(run.throughputJson.mbps),
-      ratio: `${pct(run.throughputJson.mbps / floors.pipeMBps)} floor`,
+      ratio: `${pct(run.throughputJson.mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(run.throughputJson.daemonCpuPerGiB)}, client ${f1(run.throughputJson.clientCpuPerGiB)}`,
       met: peer ? run.throughputJson.mbps > peer.throughputMBps : undefined,
     })),
   );
   rows.push(
     row(`stdout ${stream}, binary codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "≥ 50 % of floor", ours, (run) => ({
       value: mbps(run.throughputBinary.mbps),
-      ratio: `${pct(run.throughputBinary.mbps / floors.pipeMBps)} floor`,
+      ratio: `${pct(run.throughputBinary.mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(run.throughputBinary.daemonCpuPerGiB)}, client ${f1(run.throughputBinary.clientCpuPerGiB)}`,
       met: run.throughputBinary.mbps >= 0.5 * floors.pipeMBps,
     })),
   );
@@ -207,6 +207,14 @@ export function buildRows(r: Results): Row[] {
       }),
     );
   }
+  rows.push(
+    row(`${file} over /files with curl, up / down (MB/s; diagnostic)`, floorText, peerText((p) => `${mbps(p.scp.uploadMBps)} / ${mbps(p.scp.downloadMBps)} scp`), "(the daemon without the SDK)", ours, (run) => {
+      if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
+      const c = run.transfer.curl;
+      if (isUnavailable(c)) return unavailableCell(c);
+      return { value: `${mbps(c.uploadMBps)} / ${mbps(c.downloadMBps)}`, ratio: `${pct(c.uploadMBps / transferFloor)} / ${pct(c.downloadMBps / transferFloor)} floor`, met: undefined };
+    }),
+  );
   rows.push(
     row("RSS growth during the transfers (MiB)", "—", "—", "≤ 64 MB", ours, (run) => {
       if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);

@@ -5,7 +5,10 @@
  *  - peer: `scp` over the kept connection (OpenSSH 9 speaks SFTP underneath);
  *  - ours: the e2b SDK's `files.write(path, ReadableStream)` (octet-stream upload) and
  *    `files.read(path, { format: 'stream' })` written to a file, with the daemon's RSS sampled
- *    throughout (growth = peak − RSS before).
+ *    throughout (growth = peak − RSS before). Node's fetch adds `Accept-Encoding: gzip, deflate`
+ *    to the SDK's download, so the daemon gzips it (as Go envd does for that header).
+ *  - diagnostic: the same transfers with curl (no compression asked), to separate the daemon's
+ *    own rate from the SDK's and Node's fetch.
  */
 import { spawnSync } from "node:child_process";
 import { createReadStream, createWriteStream, rmSync, statSync } from "node:fs";
@@ -79,6 +82,8 @@ export async function measureScp(scp: string[], host: string, src: string, remot
 export interface OursTransfer {
   uploadMBps: number;
   downloadMBps: number;
+  /** The daemon with curl as the client (identity encoding), or why not. */
+  curl: { uploadMBps: number; downloadMBps: number } | { unavailable: string };
   /** Peak RSS during the transfers minus RSS before them, MiB. */
   rssGrowthMiB: number;
   peakRssMiB: number;
@@ -101,6 +106,7 @@ export async function filesAvailable(url: string, user: string, path: string): P
 
 export async function measureOursTransfer(
   pid: number,
+  url: string,
   sbx: Sandbox,
   user: string,
   src: string,
@@ -126,5 +132,15 @@ export async function measureOursTransfer(
     rmSync(local, { force: true });
   }
   const { peakMiB } = sampler.stop();
-  return { uploadMBps: median(up), downloadMBps: median(down), rssGrowthMiB: peakMiB - before, peakRssMiB: peakMiB };
+  const curl = await measureCurlTransfer(url, user, src, remote, bytes);
+  rmSync(remote, { force: true });
+  return { uploadMBps: median(up), downloadMBps: median(down), curl, rssGrowthMiB: peakMiB - before, peakRssMiB: peakMiB };
+}
+
+async function measureCurlTransfer(url: string, user: string, src: string, remote: string, bytes: number): Promise<OursTransfer["curl"]> {
+  if (spawnSync("curl", ["--version"], { stdio: "ignore" }).status !== 0) return { unavailable: "curl is not installed" };
+  const q = (path: string) => `${url}/files?path=${encodeURIComponent(path)}&username=${encodeURIComponent(user)}`;
+  const up = await timeOnce(["curl", "-sSf", "-o", "/dev/null", "-H", "content-type: application/octet-stream", "--data-binary", `@${src}`, q(remote)]);
+  const down = await timeOnce(["curl", "-sSf", "-o", "/dev/null", q(remote)]);
+  return { uploadMBps: bytes / 1e6 / up, downloadMBps: bytes / 1e6 / down };
 }
