@@ -83,7 +83,7 @@ const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "f
     const floors: Floors = { spawn, pipeMBps, transfer, bareStart };
 
     let peer: Peer | Unavailable;
-    const missing = values["no-peer"] ? "skipped (--no-peer)" : ensureOpenSsh(log);
+    const missing = values["no-peer"] ? "skipped (--no-peer)" : ensureOpenSsh(log, !values.smoke);
     if (missing) {
       peer = { unavailable: missing };
     } else {

@@ -30,18 +30,22 @@ export interface OpenSsh extends AsyncDisposable {
 
 const SSHD = "/usr/sbin/sshd";
 
-/** Installs Debian's OpenSSH server and client if they are missing (root with apt-get only). */
-export function ensureOpenSsh(log: (msg: string) => void): string | undefined {
+/**
+ * Installs Debian's OpenSSH server and client if they are missing (root with apt-get only, and
+ * only when `install`). Returns why the peer cannot run, or undefined.
+ */
+export function ensureOpenSsh(log: (msg: string) => void, install: boolean): string | undefined {
   const have = () => existsSync(SSHD) && spawnSync("ssh", ["-V"], { stdio: "ignore" }).status === 0 && spawnSync("scp", ["-h"], { stdio: "ignore" }).status !== null;
   if (have()) return undefined;
+  if (!install) return "OpenSSH is not installed (the smoke run does not install it)";
   if (process.getuid?.() !== 0) return "OpenSSH is not installed and installing it needs root";
   if (spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status !== 0) return "OpenSSH is not installed and apt-get is missing";
   log("installing openssh-server and openssh-client with apt-get");
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
   const update = spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
   if (update.status !== 0) return "apt-get update failed";
-  const install = spawnSync("apt-get", ["install", "-y", "-qq", "openssh-server", "openssh-client"], { stdio: "inherit", env });
-  if (install.status !== 0 || !have()) return "apt-get install openssh-server openssh-client failed";
+  const installed = spawnSync("apt-get", ["install", "-y", "-qq", "openssh-server", "openssh-client"], { stdio: "inherit", env });
+  if (installed.status !== 0 || !have()) return "apt-get install openssh-server openssh-client failed";
   return undefined;
 }
 
