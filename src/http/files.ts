@@ -42,9 +42,11 @@ export interface FilesDeps {
  * CPU of the default level 6 (measured in docs/architecture.md).
  */
 const GZIP_LEVEL = zlibConstants.Z_BEST_SPEED;
+/** See requestBody: Bun needs the socket paused for request backpressure. */
+const PAUSE_SOCKET = process.versions.bun !== undefined;
 /** Largest /files/compose JSON body. */
 const COMPOSE_BODY_MAX_BYTES = 1 << 20;
-/** After an upload fails, at most this much of the unread body is drained so the client gets the answer. */
+/** After an upload, at most this much of an unread body is drained so the client gets the answer. */
 const DRAIN_MAX_BYTES = 64 << 20;
 
 interface UploadEntry {
@@ -186,11 +188,13 @@ export function postFiles(deps: FilesDeps): RouteHandler {
   return async (ctx) => {
     const { req } = ctx;
     try {
-      const entries = await upload(deps, ctx);
-      writeJson(ctx.res, 200, entries);
-    } catch (err) {
+      writeJson(ctx.res, 200, await upload(deps, ctx));
+    } finally {
+      // Success or not, whatever the client still sends (an epilogue after the last multipart
+      // boundary, or the rest of a failed upload) is read and dropped, so the connection can
+      // carry the response and the next request.
+      releaseBody.get(req)?.();
       drain(req);
-      throw err;
     }
   };
 }
@@ -291,9 +295,44 @@ function requestBody(req: AnyRequest, gzip: boolean): Readable {
   const raw = req as unknown as Readable;
   const out = gzip ? createGunzip() : new PassThrough({ highWaterMark: 256 << 10 });
   raw.on("error", (err) => out.destroy(err));
-  raw.pipe(out);
+  if (!PAUSE_SOCKET) {
+    raw.pipe(out);
+    return out;
+  }
+  // Bun 1.4: for connections handed to node:http by our protocol sniffer (server.ts),
+  // req.pause() does not stop reading the socket, so a fast client could fill our memory with
+  // the whole body. Pausing the socket itself restores backpressure (measured: 1 GiB upload,
+  // +900 MiB → under 64 MiB). Only HTTP/1: an HTTP/2 socket carries other streams, and HTTP/2
+  // has its own flow control.
+  const socket = req.httpVersionMajor === 1 ? (req.socket as Readable | null) : null;
+  let socketPaused = false;
+  const resume = () => {
+    if (socketPaused) socket?.resume();
+    socketPaused = false;
+    raw.resume();
+  };
+  raw.on("data", (chunk: Buffer) => {
+    if (out.write(chunk)) return;
+    raw.pause();
+    if (socket && !socketPaused) {
+      socket.pause();
+      socketPaused = true;
+    }
+    out.once("drain", resume);
+  });
+  raw.on("end", () => out.end());
+  // However the upload ends (a parser that stopped early never drains `out`), the socket must
+  // not stay paused: the next request on this keep-alive connection would never be read.
+  releaseBody.set(req, () => {
+    out.off("drain", resume);
+    if (socketPaused) socket?.resume();
+    socketPaused = false;
+  });
   return out;
 }
+
+/** Per request: undoes what requestBody paused (see there). */
+const releaseBody = new WeakMap<AnyRequest, () => void>();
 
 /** Re-throws a body stream's failure as what it means for the client. */
 async function* sourceErrors(source: AsyncIterable<Uint8Array>, signal: AbortSignal, what: "gzip" | "multipart" | "raw"): AsyncGenerator<Uint8Array> {
@@ -330,14 +369,16 @@ export function metadataFromHeaders(rawHeaders: readonly string[]): Metadata | u
 }
 
 /**
- * After a failed upload: stop feeding parsers and read (and discard) what the client still sends,
- * so it can read our answer instead of hitting a reset. A client that keeps sending past
- * DRAIN_MAX_BYTES is cut off.
+ * After an upload: stop feeding parsers and read (and discard) what the client still sends, so
+ * it can read our answer instead of hitting a reset. A client that keeps sending past
+ * DRAIN_MAX_BYTES is cut off. Nothing to do when the body was read to its end.
  */
 function drain(req: AnyRequest): void {
   const r = req as unknown as Readable;
   if (r.readableEnded || r.destroyed) return;
   r.unpipe();
+  r.removeAllListeners("data");
+  if (PAUSE_SOCKET && req.httpVersionMajor === 1) (req.socket as Readable | null)?.resume();
   let seen = 0;
   r.on("data", (chunk: Buffer) => {
     seen += chunk.length;

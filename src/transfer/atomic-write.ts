@@ -18,6 +18,7 @@ import { dirname, join } from "node:path";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import { type Metadata, writeMetadata } from "../fs/xattr.ts";
 import { ensureDirs, type Owner, resolveWriteTarget } from "./dirs.ts";
+import { noteTransferred } from "./gc-pacer.ts";
 
 export const WRITE_BATCH_BYTES = 256 << 10;
 const TEMP_PREFIX = ".e2b-upload-";
@@ -129,6 +130,7 @@ async function copyInto(handle: FileHandle, source: AsyncIterable<Uint8Array>, s
     batchBytes += chunk.length;
     total += chunk.length;
     if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+    noteTransferred(chunk.length);
   }
   signal.throwIfAborted();
   await flush();

@@ -6,6 +6,7 @@
 import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
+import { noteTransferred } from "./gc-pacer.ts";
 import { makeEtag } from "./preconditions.ts";
 
 export const READ_CHUNK_BYTES = 256 << 10;
@@ -64,6 +65,7 @@ export async function* readChunks(handle: FileHandle, start: number, end?: numbe
     const { bytesRead } = await handle.read(buffer, 0, want, position);
     if (bytesRead === 0) return;
     position += bytesRead;
+    noteTransferred(bytesRead);
     yield bytesRead === want ? buffer : buffer.subarray(0, bytesRead);
   }
 }

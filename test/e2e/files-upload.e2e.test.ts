@@ -354,6 +354,30 @@ for (const runtime of RUNTIMES) {
       assert.equal(readFileSync(target, "utf8"), "small again");
     });
 
+    test("the connection stays usable after an upload: an epilogue after the last boundary, then a GET on the same socket", async () => {
+      const target = join(dir.path, "keepalive.txt");
+      const { body, contentType } = multipartBody([{ name: "file", filename: target, data: "kept alive" }]);
+      // Unread trailing bytes (legal multipart epilogue), larger than any internal buffer.
+      const withEpilogue = Buffer.concat([body, Buffer.alloc(2 << 20, 0x61)]);
+      const head = `POST /files HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${withEpilogue.length}\r\n\r\n`;
+      const get = `GET ${q({ path: target })} HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n`;
+      const net = await import("node:net");
+      const socket = net.connect(envd.port, "127.0.0.1");
+      let received = "";
+      socket.on("data", (d: Buffer) => {
+        received += d.toString("latin1");
+      });
+      const ended = new Promise<void>((resolve) => socket.once("end", () => resolve()));
+      socket.write(Buffer.concat([Buffer.from(head), withEpilogue]));
+      // Only once the upload has been answered does the GET go out (no pipelining).
+      await eventually(() => /^HTTP\/1\.1 200[\s\S]*\r\n\r\n\[.*\]$/.test(received), "the upload's response");
+      socket.write(get);
+      await ended;
+      const responses = received.split(/(?=HTTP\/1\.1 )/);
+      assert.equal(responses.length, 2, received.slice(0, 500));
+      assert.match(responses[1] as string, /^HTTP\/1\.1 200[\s\S]*\r\n\r\nkept alive$/);
+    });
+
     test("a 64 MiB streamed (chunked) upload arrives byte-exact", async () => {
       const target = join(dir.path, "stream.bin");
       const chunk = randomBytes(1 << 20);
