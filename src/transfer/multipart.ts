@@ -66,6 +66,10 @@ export function multipartParts(source: Readable, options: MultipartOptions): Asy
   };
 
   parser.on("file", (name, stream, info) => {
+    // A queued part nobody reads yet still gets destroyed with the parser's error; that error
+    // reaches the caller through the iterator (and a reader through its own iteration), so it
+    // must not also surface as an unhandled 'error' event, which would crash the daemon.
+    stream.on("error", () => {});
     current = stream;
     stream.once("end", () => {
       if (current === stream) current = undefined;
