@@ -73,7 +73,7 @@ describe("multipartParts", () => {
     assert.throws(() => multipartParts(Readable.from([]), { headers: { "content-type": "multipart/form-data" }, signal: new AbortController().signal }), isBadRequest);
   });
 
-  test("a body cut before the closing boundary → an error, never an unhandled one (a crash)", async () => {
+  test("a body cut before the closing boundary → an error, never an uncaught exception", async () => {
     let uncaught: unknown;
     const onUncaught = (err: unknown) => {
       uncaught = err;

@@ -378,6 +378,36 @@ for (const runtime of RUNTIMES) {
       assert.match(responses[1] as string, /^HTTP\/1\.1 200[\s\S]*\r\n\r\nkept alive$/);
     });
 
+    test("over h2c (HTTP/2 prior knowledge): a 16 MiB upload and its download", async () => {
+      const http2 = await import("node:http2");
+      const target = join(dir.path, "h2.bin");
+      const data = randomBytes(16 << 20);
+      const session = http2.connect(envd.url);
+      try {
+        const exchange = (headers: Record<string, string>, body?: Buffer) =>
+          new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+            const req = session.request(headers);
+            const chunks: Buffer[] = [];
+            let status = 0;
+            req.on("response", (h) => {
+              status = Number(h[":status"]);
+            });
+            req.on("data", (c: Buffer) => chunks.push(c));
+            req.on("end", () => resolve({ status, body: Buffer.concat(chunks) }));
+            req.on("error", reject);
+            req.end(body);
+          });
+        const up = await exchange({ ":method": "POST", ":path": q({ path: target }), "content-type": "application/octet-stream" }, data);
+        assert.equal(up.status, 200);
+        assert.deepEqual(JSON.parse(up.body.toString()), [{ path: target, name: "h2.bin", type: "file" }]);
+        const down = await exchange({ ":path": q({ path: target }), "accept-encoding": "identity" });
+        assert.equal(down.status, 200);
+        assert.equal(sha256(down.body), sha256(data));
+      } finally {
+        session.close();
+      }
+    });
+
     test("a 64 MiB streamed (chunked) upload arrives byte-exact", async () => {
       const target = join(dir.path, "stream.bin");
       const chunk = randomBytes(1 << 20);
