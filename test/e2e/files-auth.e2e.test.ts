@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { computeSignature } from "../../src/transfer/signing.ts";
@@ -116,6 +116,27 @@ for (const runtime of RUNTIMES) {
       }
       assert.equal(existsSync(dest), false);
       assert.equal(readFileSync(src, "utf8"), "x");
+    });
+
+    test("the default user and workdir come from /init: owner, relative paths (home), empty path (workdir)", async () => {
+      const workdir = join(dir.path, "workdir");
+      mkdirSync(workdir);
+      const init = await envd.fetch("/init", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ defaultUser: user.name, defaultWorkdir: workdir }),
+      });
+      assert.equal(init.status, 204);
+      const r = await jsonOf(await envd.fetch("/files?path=rel%2Fdefault.txt", { method: "POST", body: "d", headers: OCTET }));
+      assert.deepEqual(r.body, [{ path: join(user.home, "rel", "default.txt"), name: "default.txt", type: "file" }]);
+      assert.equal(statSync(join(user.home, "rel", "default.txt")).uid, user.uid);
+      assert.equal(statSync(join(user.home, "rel")).uid, user.uid);
+      const empty = await jsonOf(await envd.fetch("/files"));
+      assert.deepEqual(empty.body, { code: 400, message: `path '${workdir}' is a directory` });
+      // An explicit username still wins.
+      const asRoot = await jsonOf(await envd.fetch(`/files?path=${encodeURIComponent(join(dir.path, "as-root.txt"))}&username=root`, { method: "POST", body: "r", headers: OCTET }));
+      assert.equal(asRoot.status, 200);
+      assert.equal(statSync(join(dir.path, "as-root.txt")).uid, 0);
     });
 
     test("after /init sets a token: header, signed URLs, and every way of getting it wrong", async () => {
