@@ -1,9 +1,12 @@
 /**
  * One runtime's pass over our daemon, in the order that makes the memory figures meaningful: idle,
- * the 1,000-command soak (which is also the round-trip figure), then each burst followed by 10 s of
- * rest, then the start-up figure with fresh daemons.
+ * the 1,000-command soak (which is also the round-trip figure) and a second soak (the leak test),
+ * then each burst followed by 10 s of rest, then the start-up figure with fresh daemons.
+ *
+ * A figure that throws is recorded as failed (with the error) and the pass goes on; the run then
+ * exits 1 (bench/run.ts), so a broken figure is never a silent gap.
  */
-import { mkdirSync, chownSync, rmSync } from "node:fs";
+import { chownSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { Process } from "../src/gen/process/process_pb.js";
@@ -24,24 +27,32 @@ export interface Unavailable {
   unavailable: string;
 }
 
+export type Maybe<T> = T | Unavailable;
+
+export function isUnavailable(x: unknown): x is Unavailable {
+  return typeof x === "object" && x !== null && "unavailable" in x;
+}
+
 export interface OursRun {
   runtime: Runtime;
   idle: Memory;
-  roundTrip: OursRoundTrip;
+  roundTrip: Maybe<OursRoundTrip>;
   /** RSS after the first soak (the round-trip one) and after a second, identical soak, each after `soakRestMs`. */
-  afterSoak: Memory;
-  afterSecondSoak: Memory;
-  throughputJson: OursThroughput;
-  throughputBinary: OursThroughput;
-  afterThroughput: Memory;
-  streams: OursStreams;
-  afterStreams: Memory;
-  transfer: OursTransfer | Unavailable;
-  afterTransfer: Memory | Unavailable;
-  watch: OursWatch | Unavailable;
-  startup: Startup;
+  afterSoak: Maybe<Memory>;
+  afterSecondSoak: Maybe<Memory>;
+  throughputJson: Maybe<OursThroughput>;
+  throughputBinary: Maybe<OursThroughput>;
+  afterThroughput: Maybe<Memory>;
+  streams: Maybe<OursStreams>;
+  afterStreams: Maybe<Memory>;
+  transfer: Maybe<OursTransfer>;
+  afterTransfer: Maybe<Memory>;
+  watch: Maybe<OursWatch>;
+  startup: Maybe<Startup>;
   /** The daemon's exit code on SIGTERM at the end of the pass (0 expected). */
   exitCode: number | null;
+  /** Figures that threw, with the error. */
+  failures: string[];
 }
 
 export async function runOurs(
@@ -51,6 +62,17 @@ export async function runOurs(
   files: { src: string; local: string },
   log: (msg: string) => void,
 ): Promise<OursRun> {
+  const failures: string[] = [];
+  const attempt = async <T>(figure: string, fn: () => Promise<T>): Promise<Maybe<T>> => {
+    try {
+      return await fn();
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`${figure}: ${message}`);
+      log(`${runtime}: ${figure} FAILED: ${message}`);
+      return { unavailable: `failed: ${message.slice(0, 120)}` };
+    }
+  };
   const envd = await startDaemon({ runtime });
   const pid = envd.pid;
   try {
@@ -58,30 +80,33 @@ export async function runOurs(
     const json = createClient(Process, envd.transport({ headers: auth }));
     const binary = createClient(Process, envd.transport({ binary: true, headers: auth }));
     const sbx = await envd.sandbox();
+    const rest = (ms: number) => attempt("memory", () => settledMemory(pid, ms));
 
     const idle = await settledMemory(pid, sizes.idleSettleMs);
     log(`${runtime}: idle RSS ${idle.rssMiB.toFixed(1)} MiB; soak of ${sizes.soakCommands} commands, twice`);
-    const roundTrip = await measureOursRoundTrip(sbx, json, user.name, sizes.soakCommands);
-    const afterSoak = await settledMemory(pid, sizes.soakRestMs);
-    await soak(sbx, user.name, sizes.soakCommands);
-    const afterSecondSoak = await settledMemory(pid, sizes.soakRestMs);
+    const roundTrip = await attempt("round trip", () => measureOursRoundTrip(sbx, json, user.name, sizes.soakCommands));
+    const afterSoak = await rest(sizes.soakRestMs);
+    const second = await attempt("second soak", () => soak(sbx, user.name, sizes.soakCommands));
+    const afterSecondSoak = isUnavailable(second) ? second : await rest(sizes.soakRestMs);
 
     log(`${runtime}: stdout throughput, ${sizes.streamBytes} bytes × ${sizes.throughputReps}, JSON then binary`);
-    const throughputJson = await measureOursThroughput(pid, json, sizes.streamBytes, sizes.throughputReps);
-    const throughputBinary = await measureOursThroughput(pid, binary, sizes.streamBytes, sizes.throughputReps);
-    const afterThroughput = await settledMemory(pid, sizes.burstSettleMs);
+    const throughputJson = await attempt("throughput JSON", () => measureOursThroughput(pid, json, sizes.streamBytes, sizes.throughputReps));
+    const throughputBinary = await attempt("throughput binary", () => measureOursThroughput(pid, binary, sizes.streamBytes, sizes.throughputReps));
+    const afterThroughput = await rest(sizes.burstSettleMs);
 
     log(`${runtime}: ${sizes.streams} concurrent streams`);
-    const streams = await measureOursStreams(pid, sbx, user.name, sizes.streams);
-    const afterStreams = await settledMemory(pid, sizes.burstSettleMs);
+    const streams = await attempt("streams", () => measureOursStreams(pid, sbx, user.name, sizes.streams));
+    const afterStreams = await rest(sizes.burstSettleMs);
 
     const remote = join(user.home, "transfer.bin");
-    let transfer: OursTransfer | Unavailable;
-    let afterTransfer: Memory | Unavailable;
+    let transfer: Maybe<OursTransfer>;
+    let afterTransfer: Maybe<Memory>;
     if (await filesAvailable(envd.url, user.name, remote)) {
       log(`${runtime}: /files upload and download, ${sizes.transferBytes} bytes × ${sizes.transferReps}`);
-      transfer = await measureOursTransfer(pid, envd.url, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps);
-      afterTransfer = await settledMemory(pid, sizes.burstSettleMs);
+      transfer = await attempt("transfer", () =>
+        measureOursTransfer(pid, envd.url, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps),
+      );
+      afterTransfer = await rest(sizes.burstSettleMs);
     } else {
       transfer = afterTransfer = { unavailable: "POST /files is not implemented in this build (issue 5)" };
     }
@@ -90,18 +115,19 @@ export async function runOurs(
     const watchDir = join(user.home, "watched");
     mkdirSync(watchDir, { recursive: true });
     chownSync(watchDir, user.uid, user.gid);
-    let watch: OursWatch | Unavailable;
+    let watch: Maybe<OursWatch>;
     if (await watchAvailable(sbx, watchDir, user.name)) {
       log(`${runtime}: watch latency, ${sizes.watchEvents} events`);
-      watch = await measureOursWatch(sbx, watchDir, user.name, sizes.watchEvents);
+      watch = await attempt("watch", () => measureOursWatch(sbx, watchDir, user.name, sizes.watchEvents));
     } else {
       watch = { unavailable: "Filesystem.WatchDir is not implemented in this build (issue 4)" };
     }
     rmSync(watchDir, { recursive: true, force: true });
 
     const exitCode = await envd.stop();
+    if (exitCode !== 0) failures.push(`daemon exited ${exitCode} on SIGTERM`);
     log(`${runtime}: start until /health, ${sizes.startups} starts`);
-    const startup = await measureOursStart(runtime, sizes.startups, sizes.idleSettleMs);
+    const startup = await attempt("start-up", () => measureOursStart(runtime, sizes.startups, sizes.idleSettleMs));
     return {
       runtime,
       idle,
@@ -118,6 +144,7 @@ export async function runOurs(
       watch,
       startup,
       exitCode,
+      failures,
     };
   } finally {
     await envd.stop();

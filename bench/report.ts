@@ -3,7 +3,7 @@
  * value and ratio under each runtime, the target and whether it is met. Pure: no measuring here.
  */
 import type { Runtime } from "../test/e2e/harness.ts";
-import type { OursRun, Unavailable } from "./ours.ts";
+import { isUnavailable, type Maybe, type OursRun, type Unavailable } from "./ours.ts";
 import type { Memory, Percentiles } from "./lib/measure.ts";
 import type { PeerMemory } from "./figures/memory.ts";
 import type { SpawnFloor } from "./figures/round-trip.ts";
@@ -31,8 +31,13 @@ export interface Results {
   floors: Floors;
   peer: Peer | Unavailable;
   ours: Partial<Record<Runtime, OursRun>>;
-  /** The shipped artifact (`npm run build`: Bun, compiled), for the start-up figures. */
-  binary: { startup: Startup } | Unavailable;
+  /** The shipped artifact (`npm run build`: Bun, compiled), for the start-up figures, and the bare server compiled alike. */
+  binary: CompiledBinary | Unavailable;
+}
+
+export interface CompiledBinary {
+  startup: Startup;
+  bare?: Startup;
 }
 
 export interface Cell {
@@ -61,8 +66,18 @@ const mbps = (x: number) => x.toFixed(0);
 const times = (x: number) => `${x.toFixed(2)}×`;
 const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
 
-function isUnavailable(x: unknown): x is Unavailable {
-  return typeof x === "object" && x !== null && "unavailable" in x;
+/** Thrown by `need` inside a cell builder: the cell shows why the figure is missing. */
+class Missing extends Error {
+  readonly why: Unavailable;
+  constructor(why: Unavailable) {
+    super(why.unavailable);
+    this.why = why;
+  }
+}
+
+function need<T>(x: Maybe<T>): T {
+  if (isUnavailable(x)) throw new Missing(x);
+  return x;
 }
 
 /** One row whose cell is computed per runtime (undefined run → "not run"). */
@@ -74,7 +89,15 @@ function row(
   ours: Partial<Record<Runtime, OursRun>>,
   cell: (run: OursRun, runtime: Runtime) => Cell,
 ): Row {
-  const cells = Object.fromEntries(RUNTIMES.map((rt) => [rt, ours[rt] ? cell(ours[rt] as OursRun, rt) : NA])) as Record<Runtime, Cell>;
+  const safe = (run: OursRun, rt: Runtime): Cell => {
+    try {
+      return cell(run, rt);
+    } catch (err) {
+      if (err instanceof Missing) return unavailableCell(err.why);
+      throw err;
+    }
+  };
+  const cells = Object.fromEntries(RUNTIMES.map((rt) => [rt, ours[rt] ? safe(ours[rt] as OursRun, rt) : NA])) as Record<Runtime, Cell>;
   return { figure, floor, peer, target, bun: cells.bun, node: cells.node };
 }
 
@@ -82,7 +105,7 @@ const unavailableCell = (u: Unavailable): Cell => ({ value: "not available", rat
 const NOT_APPLICABLE: Cell = { value: "—", ratio: "", met: undefined };
 
 /** A row for the compiled binary: it is Bun only, so the Node cell is empty. */
-function binaryRow(figure: string, floor: string, peer: string, target: string, binary: Results["binary"], cell: (b: { startup: Startup }) => Cell): Row {
+function binaryRow(figure: string, floor: string, peer: string, target: string, binary: Results["binary"], cell: (b: CompiledBinary) => Cell): Row {
   return { figure, floor, peer, target, bun: isUnavailable(binary) ? unavailableCell(binary) : cell(binary), node: NOT_APPLICABLE };
 }
 
@@ -108,45 +131,51 @@ export function buildRows(r: Results): Row[] {
     met: isBun ? m.rssMiB <= 40 : undefined,
   });
   rows.push(row("idle RSS after start (MiB)", `bare server: ${perRuntime(bareIdle, f1)}`, sshdIdle, "≤ 40 MB on Bun", ours, (run, rt) => idleCell(run.idle, rt === "bun")));
-  rows.push(binaryRow("idle RSS after start, compiled binary (MiB)", `bare server: bun ${bareIdle("bun") !== undefined ? f1(bareIdle("bun") as number) : "—"}`, sshdIdle, "≤ 40 MB on Bun", r.binary, (b) => idleCell(b.startup.idle, true)));
+  const compiledBare = isUnavailable(r.binary) ? undefined : r.binary.bare;
+  const compiledFloor = (f: (s: Startup) => number) => (compiledBare ? `bare server, compiled: ${f1(f(compiledBare))}` : "—");
+  rows.push(binaryRow("idle RSS after start, compiled binary (MiB)", compiledFloor((b) => b.idle.rssMiB), sshdIdle, "≤ 40 MB on Bun", r.binary, (b) => idleCell(b.startup.idle, true)));
   rows.push(
     row(`RSS after ${sizes.soakCommands} commands, ${sizes.soakRestMs / 1000} s later (MiB)`, "idle RSS", "—", "no growth after the soak", ours, (run) => {
       const growth = soakGrowthMiB(run);
       return {
-        value: `${f1(run.afterSoak.rssMiB)}; after a 2nd soak ${f1(run.afterSecondSoak.rssMiB)}`,
-        ratio: `${times(run.afterSoak.rssMiB / run.idle.rssMiB)} idle; 2nd soak ${growth >= 0 ? "+" : ""}${f1(growth)}`,
+        value: `${f1(need(run.afterSoak).rssMiB)}; after a 2nd soak ${f1(need(run.afterSecondSoak).rssMiB)}`,
+        ratio: `${times(need(run.afterSoak).rssMiB / run.idle.rssMiB)} idle; 2nd soak ${growth >= 0 ? "+" : ""}${f1(growth)}`,
         met: growth <= SOAK_GROWTH_TOLERANCE_MIB,
       };
     }),
   );
-  const afterBurst = (label: string, pick: (run: OursRun) => Memory | Unavailable, peak: (run: OursRun) => number | undefined) =>
+  const afterBurst = (label: string, pick: (run: OursRun) => Maybe<Memory>, peak: (run: OursRun) => number | undefined) =>
     row(`RSS 10 s after ${label} (MiB)`, "idle RSS", "—", "≤ 1.5× idle", ours, (run) => {
-      const m = pick(run);
-      if (isUnavailable(m)) return unavailableCell(m);
-      const p = peak(run);
+      const m = need(pick(run));
+      let p: number | undefined;
+      try {
+        p = peak(run);
+      } catch {
+        p = undefined;
+      }
       return {
         value: `${f1(m.rssMiB)}${p !== undefined ? ` (peak ${f1(p)})` : ""}`,
         ratio: `${times(m.rssMiB / run.idle.rssMiB)} idle`,
         met: m.rssMiB <= 1.5 * run.idle.rssMiB,
       };
     });
-  rows.push(afterBurst(`${stream} stdout ×${2 * sizes.throughputReps}`, (r) => r.afterThroughput, (r) => Math.max(r.throughputJson.peakRssMiB, r.throughputBinary.peakRssMiB)));
-  rows.push(afterBurst(`${sizes.streams} streams`, (r) => r.afterStreams, (r) => r.streams.peakRssMiB));
-  rows.push(afterBurst(`${file} transfers`, (r) => r.afterTransfer, (r) => (isUnavailable(r.transfer) ? undefined : r.transfer.peakRssMiB)));
+  rows.push(afterBurst(`${stream} stdout ×${2 * sizes.throughputReps}`, (r) => r.afterThroughput, (r) => Math.max(need(r.throughputJson).peakRssMiB, need(r.throughputBinary).peakRssMiB)));
+  rows.push(afterBurst(`${sizes.streams} streams`, (r) => r.afterStreams, (r) => need(r.streams).peakRssMiB));
+  rows.push(afterBurst(`${file} transfers`, (r) => r.afterTransfer, (r) => need(r.transfer).peakRssMiB));
 
   // Start-up.
   const bare = (rt: Runtime) => floors.bareStart[rt]?.medianMs;
   rows.push(
     row("start until /health answers (ms, median)", `bare server: ${perRuntime(bare, f1)}`, "—", "≤ 60 ms on Bun", ours, (run, rt) => ({
-      value: f1(run.startup.medianMs),
-      ratio: bare(rt) ? `${times(run.startup.medianMs / (bare(rt) as number))} bare` : "",
-      met: rt === "bun" ? run.startup.medianMs <= 60 : undefined,
+      value: f1(need(run.startup).medianMs),
+      ratio: bare(rt) ? `${times(need(run.startup).medianMs / (bare(rt) as number))} bare` : "",
+      met: rt === "bun" ? need(run.startup).medianMs <= 60 : undefined,
     })),
   );
   rows.push(
-    binaryRow("start until /health, compiled binary (ms, median)", `bare server: bun ${bare("bun") !== undefined ? f1(bare("bun") as number) : "—"}`, "—", "≤ 60 ms on Bun", r.binary, (b) => ({
+    binaryRow("start until /health, compiled binary (ms, median)", compiledFloor((b) => b.medianMs), "—", "≤ 60 ms on Bun", r.binary, (b) => ({
       value: f1(b.startup.medianMs),
-      ratio: bare("bun") ? `${times(b.startup.medianMs / (bare("bun") as number))} bare` : "",
+      ratio: b.bare ? `${times(b.startup.medianMs / b.bare.medianMs)} bare` : "",
       met: b.startup.medianMs <= 60,
     })),
   );
@@ -156,7 +185,7 @@ export function buildRows(r: Results): Row[] {
   for (const q of ["p50", "p99"] as const) {
     rows.push(
       row(`commands.run('true') ${q} (ms; SDK → bash -l)`, f2(sp[q]), peerText((p) => f2(p.execMs[q])), q === "p50" ? "≤ 3× floor, faster than ssh" : "faster than ssh", ours, (run) => {
-        const v = run.roundTrip.sdk[q];
+        const v = need(run.roundTrip).sdk[q];
         const faster = peer ? v < peer.execMs[q] : undefined;
         return {
           value: f2(v),
@@ -168,8 +197,8 @@ export function buildRows(r: Results): Row[] {
   }
   rows.push(
     row("Start of `true`, no shell, p50 (ms; Connect JSON)", f2(sp.p50), peerText((p) => f2(p.execMs.p50)), "(diagnostic: the daemon's own share)", ours, (run) => ({
-      value: `${f2(run.roundTrip.connect.p50)} (p99 ${f2(run.roundTrip.connect.p99)})`,
-      ratio: `${times(run.roundTrip.connect.p50 / sp.p50)} floor`,
+      value: `${f2(need(run.roundTrip).connect.p50)} (p99 ${f2(need(run.roundTrip).connect.p99)})`,
+      ratio: `${times(need(run.roundTrip).connect.p50 / sp.p50)} floor`,
       met: undefined,
     })),
   );
@@ -177,16 +206,16 @@ export function buildRows(r: Results): Row[] {
   // Throughput.
   rows.push(
     row(`stdout ${stream}, JSON codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "faster than ssh", ours, (run) => ({
-      value: mbps(run.throughputJson.mbps),
-      ratio: `${pct(run.throughputJson.mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(run.throughputJson.daemonCpuPerGiB)}, client ${f1(run.throughputJson.clientCpuPerGiB)}`,
-      met: peer ? run.throughputJson.mbps > peer.throughputMBps : undefined,
+      value: mbps(need(run.throughputJson).mbps),
+      ratio: `${pct(need(run.throughputJson).mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(need(run.throughputJson).daemonCpuPerGiB)}, client ${f1(need(run.throughputJson).clientCpuPerGiB)}`,
+      met: peer ? need(run.throughputJson).mbps > peer.throughputMBps : undefined,
     })),
   );
   rows.push(
     row(`stdout ${stream}, binary codec (MB/s; Connect client)`, mbps(floors.pipeMBps), peerText((p) => mbps(p.throughputMBps)), "≥ 50 % of floor", ours, (run) => ({
-      value: mbps(run.throughputBinary.mbps),
-      ratio: `${pct(run.throughputBinary.mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(run.throughputBinary.daemonCpuPerGiB)}, client ${f1(run.throughputBinary.clientCpuPerGiB)}`,
-      met: run.throughputBinary.mbps >= 0.5 * floors.pipeMBps,
+      value: mbps(need(run.throughputBinary).mbps),
+      ratio: `${pct(need(run.throughputBinary).mbps / floors.pipeMBps)} floor; CPU s/GiB daemon ${f1(need(run.throughputBinary).daemonCpuPerGiB)}, client ${f1(need(run.throughputBinary).clientCpuPerGiB)}`,
+      met: need(run.throughputBinary).mbps >= 0.5 * floors.pipeMBps,
     })),
   );
 
@@ -197,8 +226,7 @@ export function buildRows(r: Results): Row[] {
   for (const dir of ["upload", "download"] as const) {
     rows.push(
       row(`${file} ${dir} over /files (MB/s; SDK)`, floorText, peerText((p) => `${mbps(p.scp[`${dir}MBps`])} scp`), "≥ 60 % of floor, faster than scp", ours, (run) => {
-        if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
-        const v = run.transfer[`${dir}MBps`];
+        const v = need(run.transfer)[`${dir}MBps`];
         return {
           value: mbps(v),
           ratio: `${pct(v / transferFloor)} floor`,
@@ -209,36 +237,37 @@ export function buildRows(r: Results): Row[] {
   }
   rows.push(
     row(`${file} over /files with curl, up / down (MB/s; diagnostic)`, floorText, peerText((p) => `${mbps(p.scp.uploadMBps)} / ${mbps(p.scp.downloadMBps)} scp`), "(the daemon without the SDK)", ours, (run) => {
-      if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
-      const c = run.transfer.curl;
-      if (isUnavailable(c)) return unavailableCell(c);
+      const c = need(need(run.transfer).curl);
       return { value: `${mbps(c.uploadMBps)} / ${mbps(c.downloadMBps)}`, ratio: `${pct(c.uploadMBps / transferFloor)} / ${pct(c.downloadMBps / transferFloor)} floor`, met: undefined };
     }),
   );
   rows.push(
     row("RSS growth during the transfers (MiB)", "—", "—", "≤ 64 MB", ours, (run) => {
-      if (isUnavailable(run.transfer)) return unavailableCell(run.transfer);
-      return { value: f1(run.transfer.rssGrowthMiB), ratio: "", met: run.transfer.rssGrowthMiB <= 64 };
+      const t = need(run.transfer);
+      return { value: f1(t.rssGrowthMiB), ratio: "", met: t.rssGrowthMiB <= 64 };
     }),
   );
 
   // Concurrency.
   rows.push(
-    row(`${sizes.streams} concurrent streaming commands (SDK)`, "—", "—", "all complete; p99 first byte reported", ours, (run) => ({
-      value: `${run.streams.completed}/${run.streams.streams} in ${f1(run.streams.wallS)} s`,
-      ratio: `first byte p50 ${f0(run.streams.firstByteMs.p50)} / p99 ${f0(run.streams.firstByteMs.p99)} ms; started p99 ${f0(run.streams.startMs.p99)} ms`,
-      met: run.streams.completed === run.streams.streams,
-    })),
+    row(`${sizes.streams} concurrent streaming commands (SDK)`, "—", "—", "all complete; p99 first byte reported", ours, (run) => {
+      const st = need(run.streams);
+      return {
+        value: `${st.completed}/${st.streams} in ${f1(st.wallS)} s`,
+        ratio: `first byte p50 ${f0(st.firstByteMs.p50)} / p99 ${f0(st.firstByteMs.p99)} ms; started p99 ${f0(st.startMs.p99)} ms`,
+        met: st.completed === st.streams,
+      };
+    }),
   );
 
   // Watch.
   rows.push(
     row("watch event latency p50 (ms; SDK watchDir)", "—", "—", "p50 ≤ 20 ms", ours, (run) => {
-      if (isUnavailable(run.watch)) return unavailableCell(run.watch);
+      const w = need(run.watch);
       return {
-        value: f2(run.watch.latencyMs.p50),
-        ratio: `p99 ${f2(run.watch.latencyMs.p99)} ms${run.watch.missed ? `, ${run.watch.missed} missed` : ""}`,
-        met: run.watch.latencyMs.p50 <= 20 && run.watch.missed === 0,
+        value: f2(w.latencyMs.p50),
+        ratio: `p99 ${f2(w.latencyMs.p99)} ms${w.missed ? `, ${w.missed} missed` : ""}`,
+        met: w.latencyMs.p50 <= 20 && w.missed === 0,
       };
     }),
   );
@@ -250,7 +279,7 @@ export function buildRows(r: Results): Row[] {
  * first soak also pays for warming up (JIT code, pools); the second only for what it leaks.
  */
 export function soakGrowthMiB(run: OursRun): number {
-  return run.afterSecondSoak.rssMiB - run.afterSoak.rssMiB;
+  return need(run.afterSecondSoak).rssMiB - need(run.afterSoak).rssMiB;
 }
 
 /**

@@ -20,7 +20,7 @@ import { createBenchUser } from "./lib/bench-user.ts";
 import { ensureOpenSsh, startOpenSsh } from "./lib/openssh.ts";
 import { sshdMemory } from "./figures/memory.ts";
 import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
-import { buildBinary, measureBareStart, measureBinaryStart } from "./figures/startup.ts";
+import { buildBinary, measureBareStart, measureBinaryStart, measureCompiledBareStart } from "./figures/startup.ts";
 import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
 import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
 import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
@@ -66,6 +66,7 @@ function machine() {
   };
 }
 
+const failures: string[] = [];
 const work = mkdtempSync("/var/tmp/envd-bench-");
 const src = join(work, "source.bin");
 const local = join(work, "local.bin");
@@ -87,27 +88,30 @@ const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "f
     if (missing) {
       peer = { unavailable: missing };
     } else {
-      await using ssh = await startOpenSsh(user.name);
-      log(`peer: ${ssh.version} on 127.0.0.1:${ssh.port}`);
-      await sleep(sizes.idleSettleMs);
-      const memory = sshdMemory(ssh.pid, ssh.connectionPids());
-      const execMs = measureSshExec(ssh.ssh, sizes.sshExecRuns);
-      const throughputMBps = await measureSshThroughput(ssh.ssh, sizes.streamBytes, sizes.throughputReps);
-      const remote = join(user.home, "scp.bin");
-      const scp = await measureScp(ssh.scp, ssh.host, src, remote, local, sizes.transferBytes, sizes.transferReps);
-      rmSync(remote, { force: true });
-      peer = { version: ssh.version, memory, execMs, throughputMBps, scp };
+      peer = await measurePeer(user.name, sizes, src, local).catch((err: unknown) => {
+        failures.push(`OpenSSH peer: ${String(err)}`);
+        return { unavailable: `failed: ${String(err).slice(0, 120)}` };
+      });
     }
 
     const ours: Partial<Record<Runtime, OursRun>> = {};
-    for (const rt of runtimes) ours[rt] = await runOurs(rt, sizes, user, { src, local }, log);
+    for (const rt of runtimes) {
+      const run = await runOurs(rt, sizes, user, { src, local }, log);
+      ours[rt] = run;
+      failures.push(...run.failures.map((f) => `${rt}: ${f}`));
+    }
 
     let binary: Results["binary"] = { unavailable: "Bun not in --runtimes" };
     if (runtimes.includes("bun")) {
       log("compiled binary: npm run build, then start until /health");
       const out = join(work, "envd");
       const failed = buildBinary(out);
-      binary = failed ? { unavailable: failed } : { startup: await measureBinaryStart(out, sizes.startups, sizes.idleSettleMs) };
+      if (failed) binary = { unavailable: failed };
+      else {
+        const startup = await measureBinaryStart(out, sizes.startups, sizes.idleSettleMs);
+        const bare = await measureCompiledBareStart(join(work, "bare-health"), sizes.startups, sizes.idleSettleMs);
+        binary = bare ? { startup, bare } : { startup };
+      }
     }
 
     const results: Results = { sizes, floors, peer, ours, binary };
@@ -119,9 +123,24 @@ const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "f
         `load ${meta.loadBefore.map((x) => x.toFixed(2)).join(" ")} before\n\n${table}\n`,
     );
     mkdirSync(dirname(values.out), { recursive: true });
-    writeFileSync(values.out, `${JSON.stringify({ meta: { ...meta, loadAfter: loadavg(), seconds: (Date.now() - started) / 1000 }, results, rows }, null, 2)}\n`);
+    writeFileSync(values.out, `${JSON.stringify({ meta: { ...meta, loadAfter: loadavg(), seconds: (Date.now() - started) / 1000 }, failures, results, rows }, null, 2)}\n`);
     log(`wrote ${values.out}`);
+    for (const f of failures) log(`FAILED ${f}`);
+    if (failures.length > 0) process.exitCode = 1;
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+async function measurePeer(userName: string, sizes: Sizes, src: string, local: string): Promise<Peer> {
+  await using ssh = await startOpenSsh(userName);
+  log(`peer: ${ssh.version} on 127.0.0.1:${ssh.port}`);
+  await sleep(sizes.idleSettleMs);
+  const memory = sshdMemory(ssh.pid, ssh.connectionPids());
+  const execMs = measureSshExec(ssh.ssh, sizes.sshExecRuns);
+  const throughputMBps = await measureSshThroughput(ssh.ssh, sizes.streamBytes, sizes.throughputReps);
+  const remote = `/home/${userName}/scp.bin`;
+  const scp = await measureScp(ssh.scp, ssh.host, src, remote, local, sizes.transferBytes, sizes.transferReps);
+  rmSync(remote, { force: true });
+  return { version: ssh.version, memory, execMs, throughputMBps, scp };
 }

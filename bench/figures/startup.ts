@@ -107,3 +107,10 @@ export function buildBinary(out: string): string | undefined {
 }
 
 export const measureBinaryStart = (binary: string, n: number, idleSettleMs: number) => measure([binary, ...DAEMON_ARGS], n, idleSettleMs);
+
+/** The floor for the compiled binary: the bare server compiled the same way (`bun build --compile --bytecode`). */
+export async function measureCompiledBareStart(out: string, n: number, idleSettleMs: number): Promise<Startup | undefined> {
+  const r = spawnSync(runtimeBin("bun"), ["build", "--compile", "--format", "esm", "--bytecode", "--outfile", out, BARE], { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0 || !existsSync(out)) return undefined;
+  return measure([out, "{port}"], n, idleSettleMs);
+}

@@ -140,7 +140,13 @@ export async function measureOursTransfer(
 async function measureCurlTransfer(url: string, user: string, src: string, remote: string, bytes: number): Promise<OursTransfer["curl"]> {
   if (spawnSync("curl", ["--version"], { stdio: "ignore" }).status !== 0) return { unavailable: "curl is not installed" };
   const q = (path: string) => `${url}/files?path=${encodeURIComponent(path)}&username=${encodeURIComponent(user)}`;
-  const up = await timeOnce(["curl", "-sSf", "-o", "/dev/null", "-H", "content-type: application/octet-stream", "--data-binary", `@${src}`, q(remote)]);
-  const down = await timeOnce(["curl", "-sSf", "-o", "/dev/null", q(remote)]);
-  return { uploadMBps: bytes / 1e6 / up, downloadMBps: bytes / 1e6 / down };
+  try {
+    // -T streams the file (--data-binary @file would read all of it into memory first).
+    const up = await timeOnce(["curl", "-sSf", "-o", "/dev/null", "-X", "POST", "-H", "content-type: application/octet-stream", "-T", src, q(remote)]);
+    const down = await timeOnce(["curl", "-sSf", "-o", "/dev/null", q(remote)]);
+    if (statSync(remote).size !== bytes) return { unavailable: "curl upload is short" };
+    return { uploadMBps: bytes / 1e6 / up, downloadMBps: bytes / 1e6 / down };
+  } catch (err) {
+    return { unavailable: `curl failed: ${(err as Error).message.slice(0, 120)}` };
+  }
 }
