@@ -15,6 +15,11 @@ const EXPOSED = [
   "Content-Disposition",
   "Content-Length",
   "Content-Encoding",
+  "Content-Range",
+  "Accept-Ranges",
+  "ETag",
+  "Last-Modified",
+  "X-Envd-Version",
 ].join(", ");
 
 /** Sets the CORS headers; answers a preflight itself and returns true when it did. */
