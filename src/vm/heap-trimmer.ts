@@ -9,13 +9,17 @@
  *
  * A cheap loop samples the daemon's RSS (~10 µs). When it has grown well above the level after
  * the last trim and has stopped moving (the burst is over), it trims: on Bun two full collections
- * (`Bun.gc(true)` twice), then `malloc_trim(0)` through the runtime's FFI on both runtimes. The new
+ * (`Bun.gc(true)` twice); on Node a full V8 collection (`gc` exposed at run time, as
+ * transfer/gc-pacer.ts does), which also shrinks the young generation V8 grew during the burst;
+ * then `malloc_trim(0)` through the runtime's FFI on both. The new
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
  * Memory can also become garbage later (an ended process's record is kept 30 s), so while RSS stays
  * well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while tries
  * free nothing.
  */
 import { createRequire } from "node:module";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Logger } from "../log.ts";
 
 const MIB = 1024 * 1024;
@@ -94,7 +98,23 @@ export function loadTrim(): Trim | undefined {
       mallocTrim?.();
     };
   }
-  return mallocTrim;
+  const gc = exposeNodeGc();
+  if (!gc && !mallocTrim) return undefined;
+  return () => {
+    gc?.({ type: "major" });
+    mallocTrim?.();
+  };
+}
+
+/** V8's `gc`, exposed at run time: the flag only affects contexts created after it is set. */
+function exposeNodeGc(): ((options: { type: "major" }) => void) | undefined {
+  try {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as unknown;
+    return typeof gc === "function" ? (gc as (options: { type: "major" }) => void) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `node:ffi` without its one-time ExperimentalWarning on stderr (the daemon's logs are JSON). */
