@@ -16,7 +16,7 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { ROOT, type Runtime } from "../test/e2e/harness.ts";
-import { createBenchUser } from "./lib/bench-user.ts";
+import { createBenchUser, removeBenchUser } from "./lib/bench-user.ts";
 import { ensureOpenSsh, startOpenSsh } from "./lib/openssh.ts";
 import { sshdMemory } from "./figures/memory.ts";
 import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
@@ -71,6 +71,14 @@ const work = mkdtempSync("/var/tmp/envd-bench-");
 const src = join(work, "source.bin");
 const local = join(work, "local.bin");
 const meta = { date: new Date().toISOString(), mode: values.smoke ? "smoke" : "full", sizes, machine: machine(), loadBefore: loadavg() };
+// Interrupted: remove what the run created (its children get the terminal's signal too).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    rmSync(work, { recursive: true, force: true });
+    removeBenchUser();
+    process.exit(130);
+  });
+}
 {
   using user = createBenchUser();
   try {

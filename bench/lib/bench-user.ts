@@ -32,9 +32,12 @@ export function createBenchUser(): BenchUser {
     home,
     uid: id("-u"),
     gid: id("-g"),
-    [Symbol.dispose]() {
-      spawnSync("pkill", ["-KILL", "-u", NAME], { stdio: "ignore" });
-      spawnSync("userdel", ["-r", NAME], { stdio: "ignore" });
-    },
+    [Symbol.dispose]: removeBenchUser,
   };
+}
+
+/** Kills whatever still runs as the bench user and deletes it with its home. Idempotent. */
+export function removeBenchUser(): void {
+  spawnSync("pkill", ["-KILL", "-u", NAME], { stdio: "ignore" });
+  spawnSync("userdel", ["-r", NAME], { stdio: "ignore" });
 }
