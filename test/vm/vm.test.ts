@@ -98,6 +98,8 @@ describe("envd in a QEMU microVM (compiled binary, busybox init)", { skip }, () 
   });
 
   test("the addon the binary embeds is unpacked into /run/envd, not the user's /tmp", async () => {
+    // The xattr addon loads on first use: a Stat reads metadata.
+    await sbx.files.getInfo("/tmp");
     const r = await sbx.commands.run("stat -c '%a %U' /run/envd; ls -A /run/envd | grep -c '[.]node$'; ls -A /tmp | grep -c '[.]node$'; true");
     assert.equal(r.stdout, "700 root\n1\n0\n");
   });
