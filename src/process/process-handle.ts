@@ -290,6 +290,10 @@ export class ProcessHandle {
     this.#status = info;
     this.#child?.stdout?.destroy();
     this.#child?.stderr?.destroy();
+    // The record outlives the child (ProcessTable keeps it 30 s): let go of the ChildProcess, or
+    // under Bun it pins both 64 KiB pipe buffers (1,000 ended commands held 127 MiB).
+    this.#child = undefined;
+    this.output.setFlowControl({ pause() {}, resume() {} });
     this.#pty?.close();
     this.output.end(info);
     this.#resolveExited(info);
