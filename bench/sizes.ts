@@ -4,7 +4,7 @@ export interface Sizes {
   idleSettleMs: number;
   /** Commands in each of the two soaks; the round-trip figure is taken from the first. */
   soakCommands: number;
-  /** Rest after each soak before RSS is read: longer than the 30 s an ended process is kept. */
+  /** Rest after each soak before RSS is read: past the 30 s an ended process is kept, the heap trimmer's retry and V8's lagging release. */
   soakRestMs: number;
   sshExecRuns: number;
   /** Bytes of stdout per throughput run. */
@@ -23,7 +23,7 @@ export const FULL: Sizes = {
   spawnFloorRuns: 1000,
   idleSettleMs: 2_000,
   soakCommands: 1000,
-  soakRestMs: 40_000,
+  soakRestMs: 60_000,
   sshExecRuns: 300,
   streamBytes: 2 ** 30,
   throughputReps: 3,
