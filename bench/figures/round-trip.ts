@@ -14,19 +14,21 @@ import { type Percentiles, percentiles, timeRuns } from "../lib/measure.ts";
 export interface SpawnFloor {
   /** fork+exec+wait of `true`. */
   true: Percentiles;
-  /** fork+exec+wait of what the SDK runs, as the user (setpriv + `bash -l -c true`): the shell's own cost. */
-  loginShell: Percentiles;
+  /** fork+exec+wait of what the SDK runs, as the user (setpriv + `bash -l -c true`): the shell's own cost; undefined without setpriv. */
+  loginShell: Percentiles | undefined;
   via: string;
 }
 
 export function measureSpawnFloor(n: number, user: string): SpawnFloor {
   const t = timeRuns(["/bin/true"], n);
-  const shell = timeRuns(["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", "/bin/bash", "-l", "-c", "true"], Math.ceil(n / 4), {
-    PATH: "/usr/bin:/bin",
-    HOME: `/home/${user}`,
-    USER: user,
-  });
-  return { true: percentiles(t.ms), loginShell: percentiles(shell.ms), via: t.via };
+  let loginShell: Percentiles | undefined;
+  try {
+    const argv = ["setpriv", `--reuid=${user}`, `--regid=${user}`, "--init-groups", "--", "/bin/bash", "-l", "-c", "true"];
+    loginShell = percentiles(timeRuns(argv, Math.ceil(n / 4), { PATH: "/usr/bin:/bin", HOME: `/home/${user}`, USER: user }).ms);
+  } catch {
+    loginShell = undefined; // no setpriv or no bash: the context figure is simply missing
+  }
+  return { true: percentiles(t.ms), loginShell, via: t.via };
 }
 
 export function measureSshExec(ssh: string[], n: number): Percentiles {
