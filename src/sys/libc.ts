@@ -174,3 +174,23 @@ function requireNodeFfi(): NodeFfi {
     process.emitWarning = emit;
   }
 }
+
+/**
+ * glibc's `malloc_trim(0)` (gives freed heap pages back to the kernel), or undefined where it does
+ * not exist (musl) or there is no FFI. Bound on its own so its absence never costs the main table.
+ */
+export function loadMallocTrim(): (() => void) | undefined {
+  const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+  try {
+    if (isBun) {
+      const ffi = require("bun:ffi") as BunFfi;
+      const { symbols } = ffi.dlopen("libc.so.6", { malloc_trim: { args: ["u64"], returns: "i32" } });
+      return () => void (symbols.malloc_trim as Fn)(0n);
+    }
+    const ffi = requireNodeFfi();
+    const { functions } = ffi.dlopen("libc.so.6", { malloc_trim: { arguments: ["u64"], return: "i32" } });
+    return () => void (functions.malloc_trim as Fn)(0n);
+  } catch {
+    return undefined;
+  }
+}

@@ -17,10 +17,10 @@
  * well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while tries
  * free nothing.
  */
-import { createRequire } from "node:module";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { Logger } from "../log.ts";
+import { loadMallocTrim } from "../sys/libc.ts";
 
 const MIB = 1024 * 1024;
 export const TRIM_INTERVAL_MS = 2_000;
@@ -70,26 +70,8 @@ type Trim = () => void;
 
 /** The runtime's way to give memory back, or undefined when it has none (no FFI). */
 export function loadTrim(): Trim | undefined {
-  const require = createRequire(import.meta.url);
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  let mallocTrim: (() => unknown) | undefined;
-  try {
-    if (bun) {
-      const ffi = require("bun:ffi") as {
-        dlopen(p: string, d: object): { symbols: { malloc_trim(pad: bigint): number } };
-      };
-      const { symbols } = ffi.dlopen("libc.so.6", { malloc_trim: { args: ["u64"], returns: "i32" } });
-      mallocTrim = () => symbols.malloc_trim(0n);
-    } else {
-      const ffi = requireQuietly(require, "node:ffi") as {
-        dlopen(p: string, d: object): { functions: { malloc_trim(pad: bigint): number } };
-      };
-      const { functions } = ffi.dlopen("libc.so.6", { malloc_trim: { arguments: ["u64"], return: "i32" } });
-      mallocTrim = () => functions.malloc_trim(0n);
-    }
-  } catch {
-    // musl, FFI disabled, or no libc.so.6: Bun can still collect; Node has nothing to do
-  }
+  const mallocTrim = loadMallocTrim();
   if (bun) {
     return () => {
       // Native-backed objects (pipe buffers) are finalized by one collection and freed by the next.
@@ -117,19 +99,6 @@ function exposeNodeGc(): ((options: { type: "major" }) => void) | undefined {
   }
 }
 
-/** `node:ffi` without its one-time ExperimentalWarning on stderr (the daemon's logs are JSON). */
-function requireQuietly(require: NodeJS.Require, id: string): unknown {
-  const emit = process.emitWarning;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    if ((typeof warning === "string" ? warning : warning.message).includes("FFI")) return;
-    (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-  }) as typeof process.emitWarning;
-  try {
-    return require(id);
-  } finally {
-    process.emitWarning = emit;
-  }
-}
 
 export interface HeapTrimmerOptions {
   log: Logger;
