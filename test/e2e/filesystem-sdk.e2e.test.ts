@@ -9,19 +9,11 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, write
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { FilesystemEvent } from "e2b";
-import { type Daemon, eventually, isRoot, RUNTIMES, startDaemon } from "./harness.ts";
+import { type Daemon, eventually, isRoot, RUNTIMES, startDaemon, createTestUser, removeTestUser } from "./harness.ts";
 
 const TEST_USER = "envd-fs-sdk-user";
 const TEST_HOME = `/home/${TEST_USER}-home`;
 
-function userExists(name: string): boolean {
-  try {
-    execFileSync("id", [name], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function rejectsNamed(p: Promise<unknown>, name: string, message?: RegExp): Promise<void> {
   await assert.rejects(p, (err: Error) => {
@@ -34,14 +26,11 @@ async function rejectsNamed(p: Promise<unknown>, name: string, message?: RegExp)
 describe("Filesystem service through the e2b SDK", () => {
   before(() => {
     if (!isRoot) return;
-    if (userExists(TEST_USER)) execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
-    execFileSync("useradd", ["-m", "-d", TEST_HOME, "-s", "/bin/sh", TEST_USER]);
+    createTestUser(TEST_USER, ["-m", "-d", TEST_HOME, "-s", "/bin/sh"]);
   });
   after(() => {
     if (!isRoot) return;
-    try {
-      execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
-    } catch {}
+    removeTestUser(TEST_USER);
   });
 
   for (const runtime of RUNTIMES) {

@@ -22,19 +22,11 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { FileType, Filesystem } from "../../src/gen/filesystem/filesystem_pb.js";
-import { type Daemon, isRoot, RUNTIMES, startDaemon } from "./harness.ts";
+import { type Daemon, isRoot, RUNTIMES, startDaemon, createTestUser, removeTestUser } from "./harness.ts";
 
 const TEST_USER = "envd-fs-user";
 const TEST_HOME = `/home/${TEST_USER}-home`;
 
-function userExists(name: string): boolean {
-  try {
-    execFileSync("id", [name], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function basic(user: string): Record<string, string> {
   return { authorization: `Basic ${Buffer.from(`${user}:`).toString("base64")}` };
@@ -65,16 +57,13 @@ describe("Filesystem service: unary RPCs", () => {
   let gid = 0;
   before(() => {
     if (!isRoot) return;
-    if (userExists(TEST_USER)) execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
-    execFileSync("useradd", ["-m", "-d", TEST_HOME, "-s", "/bin/sh", TEST_USER]);
+    createTestUser(TEST_USER, ["-m", "-d", TEST_HOME, "-s", "/bin/sh"]);
     uid = Number(execFileSync("id", ["-u", TEST_USER]).toString().trim());
     gid = Number(execFileSync("id", ["-g", TEST_USER]).toString().trim());
   });
   after(() => {
     if (!isRoot) return;
-    try {
-      execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
-    } catch {}
+    removeTestUser(TEST_USER);
   });
 
   for (const runtime of RUNTIMES) {

@@ -6,7 +6,7 @@
  *
  * Disposal sends SIGTERM and checks the daemon exits 0 and leaves no child process behind.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -29,6 +29,21 @@ export const RUNTIMES: Runtime[] = (process.env.ENVD_RUNTIMES ?? "bun,node")
   .filter((s): s is Runtime => s === "bun" || s === "node");
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Creates a throwaway user (`useradd` with `args`), removing a leftover one of that name first. */
+export function createTestUser(name: string, args: string[]): void {
+  removeTestUser(name);
+  execFileSync("useradd", [...args, name]);
+}
+
+/** Removes a throwaway user and its home; quiet when it does not exist. */
+export function removeTestUser(name: string): void {
+  try {
+    execFileSync("userdel", ["-r", name], { stdio: "ignore" });
+  } catch {
+    // not there
+  }
+}
 
 export interface StartOptions {
   runtime: Runtime;

@@ -1,35 +1,25 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { RUNTIMES, eventually, isRoot, startDaemon } from "./harness.ts";
+import { RUNTIMES, createTestUser, eventually, isRoot, removeTestUser, startDaemon } from "./harness.ts";
 
 const TEST_USER = "envd-sdk-user";
 const TEST_GROUP = "envd-sdk-extra";
 
-function userExists(name: string): boolean {
-  try {
-    execFileSync("id", [name], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe("Process service through the e2b SDK", () => {
   before(() => {
     if (!isRoot) return;
-    if (userExists(TEST_USER)) execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
+    removeTestUser(TEST_USER);
     try {
       execFileSync("groupdel", [TEST_GROUP], { stdio: "ignore" });
     } catch {}
     execFileSync("groupadd", [TEST_GROUP]);
-    execFileSync("useradd", ["-m", "-d", `/home/${TEST_USER}-dir`, "-s", "/bin/sh", "-G", TEST_GROUP, TEST_USER]);
+    createTestUser(TEST_USER, ["-m", "-d", `/home/${TEST_USER}-dir`, "-s", "/bin/sh", "-G", TEST_GROUP]);
   });
   after(() => {
     if (!isRoot) return;
-    try {
-      execFileSync("userdel", ["-r", TEST_USER], { stdio: "ignore" });
-    } catch {}
+    removeTestUser(TEST_USER);
     try {
       execFileSync("groupdel", [TEST_GROUP], { stdio: "ignore" });
     } catch {}
