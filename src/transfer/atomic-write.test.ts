@@ -6,7 +6,8 @@ import { after, describe, test } from "node:test";
 import { EnvdError, httpStatusOf } from "../errors.ts";
 import { readMetadata } from "../fs/xattr.ts";
 import { isUploadTempName, writeFileAtomically } from "./atomic-write.ts";
-import { ensureDirs, resolveWriteTarget } from "./dirs.ts";
+import { ensureDirs } from "../fs/make-dir.ts";
+import { resolveWriteTarget } from "./dirs.ts";
 
 const root = mkdtempSync(join(tmpdir(), "envd-atomic-"));
 after(() => rmSync(root, { recursive: true, force: true }));

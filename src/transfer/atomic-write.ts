@@ -17,7 +17,8 @@ import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import { type Metadata, writeMetadata } from "../fs/xattr.ts";
-import { ensureDirs, type Owner, resolveWriteTarget } from "./dirs.ts";
+import { ensureDirs, type Owner } from "../fs/make-dir.ts";
+import { resolveWriteTarget } from "./dirs.ts";
 import { noteTransferred } from "./gc-pacer.ts";
 
 export const WRITE_BATCH_BYTES = 256 << 10;

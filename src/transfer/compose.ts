@@ -12,7 +12,7 @@ import { rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { Code, EnvdError } from "../errors.ts";
 import { writeFileAtomically } from "./atomic-write.ts";
-import { ensureDirs, type Owner } from "./dirs.ts";
+import { ensureDirs, type Owner } from "../fs/make-dir.ts";
 
 export interface ComposeSource {
   /** As given by the client (for messages). */

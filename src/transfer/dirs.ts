@@ -1,14 +1,9 @@
 /**
- * Where an upload lands, and the directories on the way there.
+ * Where an upload lands. (The directories on the way are made by fs/make-dir.ts `ensureDirs`.)
  */
-import { chown, lstat, mkdir, readlink, stat } from "node:fs/promises";
+import { lstat, readlink } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
-
-export interface Owner {
-  uid: number;
-  gid: number;
-}
 
 /** Most symlinks followed on the last component (the kernel's own limit). */
 const MAX_SYMLINK_HOPS = 40;
@@ -36,54 +31,4 @@ export async function resolveWriteTarget(path: string): Promise<string> {
     p = resolve(dirname(p), await readlink(p));
   }
   throw new EnvdError(Code.InvalidArgument, `path '${path}': too many levels of symbolic links`);
-}
-
-/**
- * `mkdir -p` where every directory created gets mode 0755 (before umask) and belongs to `owner`,
- * as Go's EnsureDirs. Existing directories are left as they are. Safe against a concurrent
- * creator (EEXIST of a directory is success). A non-directory on the way → InvalidArgument (400).
- */
-export async function ensureDirs(dir: string, owner: Owner): Promise<void> {
-  const missing: string[] = [];
-  let p = resolve(dir);
-  for (;;) {
-    try {
-      const st = await stat(p);
-      if (!st.isDirectory()) throw new EnvdError(Code.InvalidArgument, `path '${p}' is not a directory`);
-      break;
-    } catch (err) {
-      if (err instanceof EnvdError) throw err;
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOTDIR") throw new EnvdError(Code.InvalidArgument, `path '${p}': a parent is not a directory`, { cause: err });
-      if (code !== "ENOENT") throw fromNodeError(err, `error ensuring directory '${p}'`);
-      missing.push(p);
-      const parent = dirname(p);
-      if (parent === p) break;
-      p = parent;
-    }
-  }
-  for (const d of missing.reverse()) {
-    try {
-      await mkdir(d, { mode: 0o755 });
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "EEXIST") {
-        const st = await stat(d).catch(() => undefined);
-        if (st?.isDirectory()) continue;
-        throw new EnvdError(Code.InvalidArgument, `path '${d}' is not a directory`, { cause: err });
-      }
-      if (code === "ENOSPC") {
-        throw new EnvdError(Code.ResourceExhausted, `not enough disk space available to create directory '${d}'`, {
-          cause: err,
-          httpStatus: 507,
-        });
-      }
-      throw fromNodeError(err, `error creating directory '${d}'`);
-    }
-    try {
-      await chown(d, owner.uid, owner.gid);
-    } catch (err) {
-      throw fromNodeError(err, `error changing ownership of '${d}'`);
-    }
-  }
 }
