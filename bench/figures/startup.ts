@@ -9,26 +9,15 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { request } from "node:http";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
-import { median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
+import { freePort, median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
 
 const BARE = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-health.ts");
 const MAIN = join(ROOT, "src", "main.ts");
 const DAEMON_ARGS = ["--port", "{port}", "--host", "127.0.0.1", "--isnotfc"];
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function healthy(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -4,6 +4,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 
 export const MiB = 1024 * 1024;
 
@@ -158,6 +159,18 @@ export function timeOnce(argv: string[], options: { env?: NodeJS.ProcessEnv } = 
       const s = (performance.now() - a) / 1000;
       if (code === 0) resolve(s);
       else reject(new Error(`${argv.join(" ")} exited ${code ?? signal}: ${err.trim()}`));
+    });
+  });
+}
+
+/** A loopback port that was free a moment ago (for programs that must be told their port). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
     });
   });
 }

@@ -6,11 +6,10 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { descendantsOf } from "../../test/e2e/harness.ts";
-import { sleep } from "./measure.ts";
+import { freePort, sleep } from "./measure.ts";
 
 export interface OpenSsh extends AsyncDisposable {
   /** pid of the listening sshd. */
@@ -49,16 +48,6 @@ export function ensureOpenSsh(log: (msg: string) => void, install: boolean): str
   return undefined;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts sshd as root on 127.0.0.1 and opens the kept connection as `user`. */
 export async function startOpenSsh(user: string): Promise<OpenSsh> {
