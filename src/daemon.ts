@@ -3,6 +3,7 @@
  */
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.ts";
+import { Ports } from "./gen/envd/ports_pb.js";
 import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
 import { Process } from "./gen/process/process_pb.js";
 import { getEnvs } from "./http/envs.ts";
@@ -17,6 +18,8 @@ import { ProcessManager } from "./process/process-manager.ts";
 import { errorInterceptor } from "./rpc/error-interceptor.ts";
 import { createProcessService } from "./rpc/process-service.ts";
 import { createFilesystemService } from "./rpc/filesystem-service.ts";
+import { createPortsService } from "./rpc/ports-service.ts";
+import { PortScanner } from "./ports/port-scanner.ts";
 import { WatchEngine } from "./fs/watch-engine.ts";
 import { WatcherRegistry } from "./fs/watcher-registry.ts";
 import { EnvdServer } from "./server.ts";
@@ -85,11 +88,15 @@ export async function createDaemon(
   let vm: VmLifecycle | undefined;
   const watches = new WatchEngine(log.child({ component: "watch" }));
   const watchers = new WatcherRegistry();
+  // WatchPorts / WaitForPort; hides the daemon's own port forwards (they mirror a guest listener).
+  const forwardAddresses = new Set(config.lifecycle.forwardAddresses);
+  const portScanner = new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) });
 
   const rpc = connectNodeAdapter({
     routes: (router) => {
       router.service(Process, createProcessService({ processes, users, session }));
       router.service(Filesystem, createFilesystemService({ users, session, watches, watchers }));
+      router.service(Ports, createPortsService({ scanner: portScanner }));
     },
     // Accept gzip requests; never compress responses (legal, and compressing output streams costs
     // more CPU than it saves on loopback and virtio links: ../shared/research/runtime.md pitfall 4).
@@ -135,7 +142,7 @@ export async function createDaemon(
     session,
     router,
     rpc,
-    rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/"],
+    rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/", "/envd.Ports/"],
     shutdownSignal: shutdown.signal,
   });
   vm = createVmLifecycle({
@@ -149,6 +156,7 @@ export async function createDaemon(
     loops: [
       { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
       { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
+      portScanner,
       { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
     ],
   });

@@ -36,7 +36,7 @@ for (const runtime of RUNTIMES) {
       const prepared = await eventually(() => logsWith(envd.logs, "prepared for snapshot")[0], "the prepare log");
       assert.deepEqual(
         [...(prepared.loopsStopped as string[])].sort(),
-        ["cpu-sampler", "heap-trimmer", "metadata-poller", "page-cache-reclaimer", "port-forwarder"],
+        ["cpu-sampler", "heap-trimmer", "metadata-poller", "page-cache-reclaimer", "port-forwarder", "port-scanner"],
       );
       assert.equal(prepared.synced, true);
       const startsBefore = logsWith(envd.logs, "port forwarding started").length;
