@@ -39,22 +39,30 @@ target=()
 mkdir -p "$(dirname "$OUT")"
 tmp="$OUT.tmp.$$"
 meta="$OUT.meta.$$.json"
-trap 'rm -f "$tmp" "$tmp.map" "$meta"' EXIT
+trap 'rm -f "$tmp" "$meta"' EXIT
 # --define replaces `process.env.ENVD_COMMIT` in src/version.ts with the literal commit, so the
 #   binary carries its commit whatever its environment holds.
 # --format esm --bytecode ships JavaScriptCore bytecode next to the source: a faster start (about a third less
 #   on this machine), which matters most on a freshly booted or restored VM.
-# --sourcemap embeds a source map, so stack traces in logs point at src/*.ts.
+# --minify --keep-names: 1 MB less of our code in the binary (docs/benchmarks.md, binary size);
+#   function and class names stay, so stack traces in the logs still say which function failed.
+#   No source map: it would add 1.6 MB for line numbers of a build nobody debugs on the target.
+# --no-compile-autoload-dotenv / -bunfig: a compiled Bun program otherwise reads `.env` and
+#   `bunfig.toml` from its working directory at every start, into its own environment.
+# src/fs/watch-worker.ts is a second entry point: the watch thread's code (fs/watch-engine.ts finds
+#   it in the binary as /$bunfs/root/fs/watch-worker.js). Without it no watch could start.
 # @lydell/node-pty is only ever loaded under Node (src/process/pty.ts, through createRequire);
 #   under Bun PTYs come from Bun.spawn({ terminal }), so the binary neither bundles nor needs it.
 "$BUN" build --compile "${target[@]}" \
-  --format esm --bytecode --sourcemap \
+  --format esm --bytecode --minify --keep-names \
+  --no-compile-autoload-dotenv --no-compile-autoload-bunfig \
   --define "process.env.ENVD_COMMIT=\"$commit\"" \
   --metafile="$meta" \
   --outfile "$tmp" \
-  src/main.ts >&2
+  src/main.ts src/fs/watch-worker.ts >&2
 # Shared libraries the target needs: the runtime's own, plus those of any N-API addon (*.node)
-# the bundle embeds (Bun writes an embedded addon to a temporary file and dlopens it at start).
+# the bundle embeds (none today: Bun would write an embedded addon to a temporary file and dlopen
+# it; the xattr calls go through libc FFI instead).
 # Listed in $OUT.needed as "soname<TAB>path on this machine", for rootfs builders.
 mapfile -t addons < <("$BUN" -e 'const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   for (const k of Object.keys(m.inputs)) if (k.endsWith(".node")) console.log(k);' "$meta")
@@ -65,7 +73,7 @@ mapfile -t addons < <("$BUN" -e 'const m = JSON.parse(require("fs").readFileSync
 } | sort -u > "$OUT.needed.tmp"
 mv -f "$tmp" "$OUT"
 mv -f "$OUT.needed.tmp" "$OUT.needed"
-rm -f "$tmp.map" "$meta" # the source map is embedded in the binary too
+rm -f "$meta"
 trap - EXIT
 
 # Smoke-check the result when it can run here.

@@ -14,6 +14,15 @@ import type { Logger } from "../log.ts";
 import { EFD_CLOEXEC, EFD_NONBLOCK, libcLoadError, loadLibc } from "../sys/libc.ts";
 import type { WorkerCommand, WorkerMessage } from "./watch-worker.ts";
 
+/**
+ * The worker's code: beside this file when run from source; in the compiled binary, the second
+ * entry point scripts/build.sh bundles (src/fs/watch-worker.ts → /$bunfs/root/fs/watch-worker.js,
+ * relative to the binary's one bundled module).
+ */
+const WORKER_URL = import.meta.url.includes("/$bunfs/")
+  ? new URL("./fs/watch-worker.js", import.meta.url)
+  : new URL("./watch-worker.ts", import.meta.url);
+
 /** Why a watch stopped. `gone`: the watched directory was removed or moved away. */
 export type WatchEnd = { kind: "gone" } | { kind: "error"; error: EnvdError };
 
@@ -103,7 +112,7 @@ export class WatchEngine implements AsyncDisposable {
     const fd = libc.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) throw watchStartError(libc.errno(), "eventfd");
     const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(new URL("./watch-worker.ts", import.meta.url), {
+    const worker = new Worker(WORKER_URL, {
       workerData: { wakeFd: fd, commands: port2 },
       transferList: [port2],
       name: "envd-watch",

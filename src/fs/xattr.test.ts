@@ -1,11 +1,28 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { getAttribute, setAttribute } from "@napi-rs/xattr";
 import { EnvdError, fromNodeError, httpStatusOf } from "../errors.ts";
-import { readMetadata, validateMetadata, writeMetadata, xattrError } from "./xattr.ts";
+import { loadXattrCalls } from "../sys/libc.ts";
+import { errnoError, readMetadata, validateMetadata, writeMetadata } from "./xattr.ts";
+
+// Raw attributes set and read behind xattr.ts's back, straight through libc.
+const z = (s: string) => Buffer.from(`${s}\0`);
+function setAttribute(path: string, name: string, value: string | Buffer): void {
+  const x = loadXattrCalls();
+  assert.ok(x, "libc FFI is available");
+  const v = Buffer.from(value);
+  assert.equal(x.setxattr(z(path), z(name), v, v.length, 0), 0, `setxattr errno ${x.errno()}`);
+}
+function getAttribute(path: string, name: string): Buffer {
+  const x = loadXattrCalls();
+  assert.ok(x, "libc FFI is available");
+  const buf = Buffer.alloc(4096);
+  const n = x.getxattr(z(path), z(name), buf, buf.length);
+  assert.ok(n >= 0, `getxattr errno ${x.errno()}`);
+  return buf.subarray(0, n);
+}
 
 const dir = mkdtempSync(join(tmpdir(), "envd-xattr-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -51,21 +68,21 @@ describe("readMetadata / writeMetadata", () => {
   test("write replaces the whole user.e2b.* set and leaves other user.* attributes alone", async () => {
     const f = join(dir, "replace");
     writeFileSync(f, "x");
-    await setAttribute(f, "user.other", "keep");
+    setAttribute(f, "user.other", "keep");
     assert.equal(await writeMetadata(f, { a: "1", b: "2" }), true);
     assert.deepEqual(await readMetadata(f), { a: "1", b: "2" });
     await writeMetadata(f, { b: "3", c: "4" });
     assert.deepEqual(await readMetadata(f), { b: "3", c: "4" });
     await writeMetadata(f, {});
     assert.equal(await readMetadata(f), undefined);
-    assert.equal(String(await getAttribute(f, "user.other")), "keep");
+    assert.equal(String(getAttribute(f, "user.other")), "keep");
   });
 
   test("values that are not UTF-8 are skipped", async () => {
     const f = join(dir, "binary");
     writeFileSync(f, "x");
-    await setAttribute(f, "user.e2b.bad", Buffer.from([0xff, 0xfe]));
-    await setAttribute(f, "user.e2b.good", "ok");
+    setAttribute(f, "user.e2b.bad", Buffer.from([0xff, 0xfe]));
+    setAttribute(f, "user.e2b.good", "ok");
     assert.deepEqual(await readMetadata(f), { good: "ok" });
   });
 
@@ -91,10 +108,40 @@ describe("readMetadata / writeMetadata", () => {
   });
 });
 
-test("xattrError recovers the errno from the addon's message", () => {
-  const e = xattrError(new Error("No space left on device (os error 28)"), "setxattr", "/x");
+test("errnoError names the errno like node:fs errors do", () => {
+  const e = errnoError(28, "setxattr", "/x");
   assert.equal(e.code, "ENOSPC");
   assert.equal(e.errno, -28);
+  assert.equal(e.syscall, "setxattr");
   assert.equal(httpStatusOf(fromNodeError(e, "write")), 507);
-  assert.equal(xattrError(new Error("weird"), "getxattr", "/x").code, undefined);
+  assert.equal(errnoError(100_000, "getxattr", "/x").code, undefined);
+});
+
+describe("through libc", () => {
+  // ext4 keeps all of a file's attributes in one 4 KiB block; tmpfs takes more.
+  const shm = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/envd-xattr-") : undefined;
+  after(() => shm && rmSync(shm, { recursive: true, force: true }));
+  test("names and values longer than the first 4 KiB buffer are read whole", { skip: shm ? false : "no /dev/shm" }, async () => {
+    const f = join(shm as string, "big");
+    writeFileSync(f, "x");
+    // Other attributes (any user.* name) can make the list longer than our metadata ever is.
+    for (let i = 0; i < 40; i++) setAttribute(f, `user.other-${"n".repeat(200)}-${i}`, "v");
+    const long = "y".repeat(3000);
+    setAttribute(f, "user.e2b.long", long);
+    setAttribute(f, "user.e2b.big", "z".repeat(6000));
+    assert.deepEqual(await readMetadata(f), { big: "z".repeat(6000), long });
+  });
+
+  test("a path with a NUL byte is refused instead of cut short", async () => {
+    await assert.rejects(readMetadata(`${dir}\0/x`), (err: NodeJS.ErrnoException) => err.code === "ERR_INVALID_ARG_VALUE");
+    await assert.rejects(writeMetadata(`${dir}\0/x`, { a: "b" }), (err: NodeJS.ErrnoException) => err.code === "ERR_INVALID_ARG_VALUE");
+  });
+
+  test("a symlink is followed", async () => {
+    const f = join(dir, "target");
+    writeFileSync(f, "x");
+    symlinkSync(f, join(dir, "link"));
+    await writeMetadata(join(dir, "link"), { via: "link" });
+    assert.deepEqual(await readMetadata(f), { via: "link" });
+  });
 });

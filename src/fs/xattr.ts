@@ -1,36 +1,22 @@
 /**
  * User metadata on files, stored as `user.e2b.<key>` extended attributes (protocol.md §3.2, §4.4).
  *
- * Neither Node nor Bun exposes the xattr syscalls, so this goes through `@napi-rs/xattr`, an
- * N-API addon with prebuilt binaries that loads under both runtimes. Its errors carry only a
- * message ending in `(os error N)`; `xattrError` turns them back into errno-coded errors that
- * `fromNodeError` understands.
+ * Neither Node nor Bun exposes the xattr syscalls, so this calls libc's listxattr, getxattr,
+ * setxattr and removexattr through the runtime's FFI (sys/libc.ts, bound on first use): no native
+ * addon to ship or unpack. Each call is one short synchronous syscall on the event loop (a few
+ * microseconds on a local filesystem). Failures become errno-coded errors (`code`, `errno`,
+ * `syscall`, `path`, like node:fs errors) that `fromNodeError` understands.
  *
  * Shared by the upload path (`/files` `X-Metadata-*` headers) and EntryInfo (`metadata`).
  * Calls follow symlinks, like Go's getxattr/setxattr.
  */
 import { constants } from "node:os";
 import { Code, EnvdError } from "../errors.ts";
+import { ENODATA, ERANGE, loadXattrCalls, type XattrCalls, xattrLoadError } from "../sys/libc.ts";
 
-type XattrAddon = typeof import("@napi-rs/xattr");
-let addon: Promise<XattrAddon | undefined> | undefined;
-/** Why the addon could not be loaded, if it could not. */
-export let xattrUnavailableReason: string | undefined;
-
-/**
- * The addon, loaded on first use. A compiled binary extracts it to a temporary directory, which
- * can be missing, full or noexec: then metadata is treated as unsupported (as on a filesystem
- * without xattrs) instead of the daemon failing to start.
- */
-function loadAddon(): Promise<XattrAddon | undefined> {
-  addon ??= import("@napi-rs/xattr").then(
-    (m) => m,
-    (err: unknown) => {
-      xattrUnavailableReason = err instanceof Error ? err.message : String(err);
-      return undefined;
-    },
-  );
-  return addon;
+/** Why metadata is unavailable (no usable FFI), if it is. */
+export function xattrUnavailableReason(): string | undefined {
+  return xattrLoadError();
 }
 
 export const METADATA_XATTR_PREFIX = "user.e2b.";
@@ -74,36 +60,31 @@ export function validateMetadata(metadata: Metadata): void {
  * Other failures (ENOENT, EACCES…) are thrown as errno-coded errors.
  */
 export async function readMetadata(path: string): Promise<Metadata | undefined> {
-  const x = await loadAddon();
+  const x = loadXattrCalls();
   if (!x) return undefined;
-  let names: string[];
+  const cpath = cString(path);
+  let names: Buffer[];
   try {
-    names = await x.listAttributes(path);
+    names = listNames(x, cpath, path);
   } catch (err) {
-    const e = xattrError(err, "listxattr", path);
-    if (isUnsupported(e)) return undefined;
-    throw e;
+    if (isUnsupported(err as NodeJS.ErrnoException)) return undefined;
+    throw err;
   }
   let out: Metadata | undefined;
   for (const name of names) {
-    if (!name.startsWith(METADATA_XATTR_PREFIX)) continue;
-    let value: Buffer | null;
-    try {
-      value = await x.getAttribute(path, name);
-    } catch (err) {
-      const e = xattrError(err, "getxattr", path);
-      if (e.code === "ENODATA") continue; // removed in between
-      throw e;
-    }
-    if (value === null) continue;
+    if (!hasPrefix(name)) continue;
+    const value = getValue(x, cpath, name, path);
+    if (value === undefined) continue; // removed in between
     let text: string;
+    let key: string;
     try {
       text = UTF8.decode(value);
+      key = UTF8.decode(name.subarray(PREFIX_BYTES.length, name.length - 1));
     } catch {
       continue;
     }
     out ??= {};
-    out[name.slice(METADATA_XATTR_PREFIX.length)] = text;
+    out[key] = text;
   }
   return out;
 }
@@ -116,31 +97,29 @@ export async function readMetadata(path: string): Promise<Metadata | undefined> 
  */
 export async function writeMetadata(path: string, metadata: Metadata): Promise<boolean> {
   validateMetadata(metadata);
-  const x = await loadAddon();
+  const x = loadXattrCalls();
   if (!x) return false;
-  let existing: string[];
+  const cpath = cString(path);
+  let existing: Buffer[];
   try {
-    existing = await x.listAttributes(path);
+    existing = listNames(x, cpath, path);
   } catch (err) {
-    const e = xattrError(err, "listxattr", path);
-    if (isUnsupported(e)) return false;
-    throw e;
+    if (isUnsupported(err as NodeJS.ErrnoException)) return false;
+    throw err;
   }
   for (const name of existing) {
-    if (!name.startsWith(METADATA_XATTR_PREFIX)) continue;
-    if (Object.hasOwn(metadata, name.slice(METADATA_XATTR_PREFIX.length))) continue;
-    try {
-      await x.removeAttribute(path, name);
-    } catch (err) {
-      const e = xattrError(err, "removexattr", path);
-      if (e.code !== "ENODATA") throw e;
+    if (!hasPrefix(name)) continue;
+    // Keys are validated printable ASCII, so a name that is not ASCII is never kept.
+    if (Object.hasOwn(metadata, name.subarray(PREFIX_BYTES.length, name.length - 1).toString("latin1"))) continue;
+    if (x.removexattr(cpath, name) < 0) {
+      const errno = x.errno();
+      if (errno !== ENODATA) throw errnoError(errno, "removexattr", path);
     }
   }
   for (const [key, value] of Object.entries(metadata)) {
-    try {
-      await x.setAttribute(path, METADATA_XATTR_PREFIX + key, value);
-    } catch (err) {
-      const e = xattrError(err, "setxattr", path);
+    const v = Buffer.from(value, "latin1");
+    if (x.setxattr(cpath, cString(METADATA_XATTR_PREFIX + key), v, v.length, 0) < 0) {
+      const e = errnoError(x.errno(), "setxattr", path);
       if (isUnsupported(e)) return false;
       throw e;
     }
@@ -149,18 +128,76 @@ export async function writeMetadata(path: string, metadata: Metadata): Promise<b
 }
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+const PREFIX_BYTES = Buffer.from(METADATA_XATTR_PREFIX);
+const EMPTY = Buffer.alloc(0);
+/** First guess for a name list or a value: all of a file's metadata fits in 4 KiB. */
+const FIRST_BUFFER_BYTES = 4096;
+
+/** A NUL-terminated copy of `s`. A NUL inside would silently cut the path short: refused, as node:fs does. */
+function cString(s: string): Buffer {
+  if (s.includes("\0")) {
+    const e: NodeJS.ErrnoException = new TypeError(`path must not contain null bytes: ${JSON.stringify(s)}`);
+    e.code = "ERR_INVALID_ARG_VALUE";
+    throw e;
+  }
+  return Buffer.from(`${s}\0`);
+}
+
+const hasPrefix = (name: Buffer) => name.length > PREFIX_BYTES.length && PREFIX_BYTES.equals(name.subarray(0, PREFIX_BYTES.length));
+
+/** The attribute names of `cpath`, each NUL-terminated (ready to pass back to libc). */
+function listNames(x: XattrCalls, cpath: Buffer, path: string): Buffer[] {
+  let size = FIRST_BUFFER_BYTES;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(size);
+    const n = x.listxattr(cpath, buf, size);
+    if (n >= 0) {
+      const names: Buffer[] = [];
+      let start = 0;
+      for (let i = 0; i < n; i++) {
+        if (buf[i] !== 0) continue;
+        if (i > start) names.push(Buffer.from(buf.subarray(start, i + 1)));
+        start = i + 1;
+      }
+      return names;
+    }
+    const errno = x.errno();
+    if (errno !== ERANGE) throw errnoError(errno, "listxattr", path);
+    // The list grew past the buffer: ask for its size now and try again.
+    const need = x.listxattr(cpath, EMPTY, 0);
+    if (need < 0) throw errnoError(x.errno(), "listxattr", path);
+    size = Math.max(need, size * 2);
+  }
+}
+
+/** One attribute's value, or undefined when it no longer exists (ENODATA). */
+function getValue(x: XattrCalls, cpath: Buffer, name: Buffer, path: string): Buffer | undefined {
+  let size = FIRST_BUFFER_BYTES;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(size);
+    const n = x.getxattr(cpath, name, buf, size);
+    if (n >= 0) return buf.subarray(0, n);
+    const errno = x.errno();
+    if (errno === ENODATA) return undefined;
+    if (errno !== ERANGE) throw errnoError(errno, "getxattr", path);
+    const need = x.getxattr(cpath, name, EMPTY, 0);
+    if (need < 0) {
+      const again = x.errno();
+      if (again === ENODATA) return undefined;
+      throw errnoError(again, "getxattr", path);
+    }
+    size = Math.max(need, size * 2);
+  }
+}
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
-/** Turns the addon's `… (os error N)` failure into an Error with `code`/`errno` like node:fs errors. */
-export function xattrError(err: unknown, syscall: string, path: string): NodeJS.ErrnoException {
-  const message = (err as Error | undefined)?.message ?? String(err);
-  const m = /\(os error (\d+)\)\s*$/.exec(message);
-  const errno = m ? Number(m[1]) : undefined;
-  const code = errno === undefined ? undefined : ERRNO_NAMES.get(errno);
-  const e: NodeJS.ErrnoException = new Error(`${syscall} '${path}': ${message}`, { cause: err });
+/** An Error with `code`/`errno`/`syscall`/`path` like node:fs errors, for a failed xattr call. */
+export function errnoError(errno: number, syscall: string, path: string): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES.get(errno);
+  const e: NodeJS.ErrnoException = new Error(`${code ?? `errno ${errno}`}: ${syscall} '${path}'`);
   if (code !== undefined) e.code = code;
-  if (errno !== undefined) e.errno = -errno;
+  if (errno !== 0) e.errno = -errno;
   e.syscall = syscall;
   e.path = path;
   return e;

@@ -4,7 +4,8 @@
  *
  * Used for: inotify, poll, read, close, eventfd (the watch worker); prctl(PR_SET_CHILD_SUBREAPER),
  * waitid/waitpid (reaping orphans); ioctl (FIFREEZE, RNDRESEEDCRNG); sync; clock_gettime and
- * clock_settime. Every caller must cope with `loadLibc()` returning undefined (FFI disabled, or no
+ * clock_settime; and, bound apart on first use, the four xattr calls (`loadXattrCalls`) and
+ * malloc_trim (`loadMallocTrim`). Every caller must cope with `loadLibc()` returning undefined (FFI disabled, or no
  * libc found); `libcLoadError()` says why.
  *
  * Pointers are passed as Uint8Array buffers the caller owns for the duration of the call. `errno`
@@ -137,11 +138,11 @@ interface BunFfi {
   read: { i32(ptr: unknown, offset: number): number };
 }
 
-function bindBun(path: string): Binding {
+function bindBun(path: string, symbols = SYMBOLS): Binding {
   const ffi = require("bun:ffi") as BunFfi;
   const name = (t: CType) => (t === "buf" ? "ptr" : t);
   const defs = Object.fromEntries(
-    Object.entries(SYMBOLS).map(([sym, [args, ret]]) => [sym, { args: args.map(name), returns: name(ret) }]),
+    Object.entries(symbols).map(([sym, [args, ret]]) => [sym, { args: args.map(name), returns: name(ret) }]),
   );
   return { fns: ffi.dlopen(path, defs).symbols, readI32: (p) => ffi.read.i32(p, 0) };
 }
@@ -151,11 +152,11 @@ interface NodeFfi {
   getInt32(pointer: bigint, offset?: number): number;
 }
 
-function bindNode(path: string): Binding {
+function bindNode(path: string, symbols = SYMBOLS): Binding {
   const ffi = requireNodeFfi();
   const name = (t: CType) => (t === "buf" ? "buffer" : t === "ptr" ? "pointer" : t);
   const defs = Object.fromEntries(
-    Object.entries(SYMBOLS).map(([sym, [args, ret]]) => [sym, { arguments: args.map(name), return: name(ret) }]),
+    Object.entries(symbols).map(([sym, [args, ret]]) => [sym, { arguments: args.map(name), return: name(ret) }]),
   );
   return { fns: ffi.dlopen(path, defs).functions, readI32: (p) => ffi.getInt32(p as bigint, 0) };
 }
@@ -193,4 +194,69 @@ export function loadMallocTrim(): (() => void) | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The four extended-attribute calls (fs/xattr.ts), with the path as a C string. Each returns what
+ * libc returns (-1 on failure, then read `errno()` at once). Sizes are byte counts of `buf`.
+ */
+export interface XattrCalls {
+  /** listxattr(path, buf, size): the NUL-separated names; with size 0, the size they need. */
+  listxattr(path: Uint8Array, buf: Uint8Array, size: number): number;
+  /** getxattr(path, name, buf, size): the value's length; with size 0, the size it needs. */
+  getxattr(path: Uint8Array, name: Uint8Array, buf: Uint8Array, size: number): number;
+  setxattr(path: Uint8Array, name: Uint8Array, value: Uint8Array, size: number, flags: number): number;
+  removexattr(path: Uint8Array, name: Uint8Array): number;
+  errno(): number;
+}
+
+export const ENODATA = 61;
+export const ERANGE = 34;
+
+const XATTR_SYMBOLS: Record<string, [args: CType[], returns: CType]> = {
+  listxattr: [["buf", "buf", "u64"], "i64"],
+  getxattr: [["buf", "buf", "buf", "u64"], "i64"],
+  setxattr: [["buf", "buf", "buf", "u64", "i32"], "i32"],
+  removexattr: [["buf", "buf"], "i32"],
+  __errno_location: [[], "ptr"],
+};
+
+let xattrCached: { calls: XattrCalls | undefined; error: string | undefined } | undefined;
+
+/**
+ * The xattr calls, bound on the first metadata read or write (not at start: most daemons never
+ * touch metadata); undefined when this runtime has no usable FFI (`xattrLoadError()` says why).
+ */
+export function loadXattrCalls(): XattrCalls | undefined {
+  xattrCached ??= tryLoadXattr();
+  return xattrCached.calls;
+}
+
+export function xattrLoadError(): string | undefined {
+  loadXattrCalls();
+  return xattrCached?.error;
+}
+
+function tryLoadXattr(): { calls: XattrCalls | undefined; error: string | undefined } {
+  const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+  let lastError = "no libc found";
+  for (const name of LIBC_NAMES) {
+    try {
+      const { fns, readI32 } = isBun ? bindBun(name, XATTR_SYMBOLS) : bindNode(name, XATTR_SYMBOLS);
+      const f = fns as Record<"listxattr" | "getxattr" | "setxattr" | "removexattr" | "__errno_location", Fn>;
+      return {
+        calls: {
+          listxattr: (path, buf, size) => Number(f.listxattr(path, buf, BigInt(size))),
+          getxattr: (path, name, buf, size) => Number(f.getxattr(path, name, buf, BigInt(size))),
+          setxattr: (path, name, value, size, flags) => Number(f.setxattr(path, name, value, BigInt(size), flags)),
+          removexattr: (path, name) => Number(f.removexattr(path, name)),
+          errno: () => readI32(f.__errno_location()),
+        },
+        error: undefined,
+      };
+    } catch (err) {
+      lastError = `${isBun ? "bun:ffi" : "node:ffi"}: ${err instanceof Error ? err.message : String(err)}`;
+    }
+  }
+  return { calls: undefined, error: lastError };
 }

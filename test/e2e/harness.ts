@@ -53,6 +53,10 @@ export interface StartOptions {
   wrap?: string[];
   /** Address the clients connect to (default 127.0.0.1; pass `--host` in `args` to match). */
   urlHost?: string;
+  /** Run this executable (the compiled binary, `npm run build`) instead of `src/main.ts` under `runtime`. */
+  executable?: string;
+  /** Working directory of the daemon (default: this process's). */
+  cwd?: string;
 }
 
 export interface Daemon extends AsyncDisposable {
@@ -79,9 +83,11 @@ export interface Daemon extends AsyncDisposable {
 }
 
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
-  const args = [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
-  const [file, ...argv] = [...(options.wrap ?? []), join(BIN, options.runtime), ...args] as [string, ...string[]];
+  const flags = ["--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
+  const program = options.executable !== undefined ? [options.executable] : [join(BIN, options.runtime), join(ROOT, "src", "main.ts")];
+  const [file, ...argv] = [...(options.wrap ?? []), ...program, ...flags] as [string, ...string[]];
   const child = spawn(file, argv, {
+    cwd: options.cwd,
     // ENVD_CLOCK_COMMAND: an /init timestamp in a test must never set this machine's clock.
     env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -147,8 +147,8 @@ copy_prog /usr/bin/nice
 for a in $("$R/bin/busybox" --list); do
   [ "$a" = busybox ] || [ -e "$R/bin/$a" ] || [ -e "$R/usr/bin/$a" ] || ln -s busybox "$R/bin/$a"
 done
-# What envd needs: glibc, and libgcc_s for the N-API addon it embeds (npm run build lists them in
-# dist/envd.needed). It also dlopens libc.so.6 itself for its FFI calls.
+# What envd needs: glibc (npm run build lists the libraries in dist/envd.needed). It also dlopens
+# libc.so.6 itself for its FFI calls.
 copy_libs "$BIN"
 [ -f "$BIN.needed" ] || die "no $BIN.needed (written by npm run build)"
 while IFS=$'\t' read -r _soname lib; do
