@@ -82,14 +82,15 @@ export class WatchEngine implements AsyncDisposable {
   /**
    * Watches `root` (a directory that exists). Resolves once the kernel watches are in place, so
    * any change after that is reported. Fails with ResourceExhausted at the inotify limits.
+   * `exclude`: globs (exclude-globs.ts, already validated) whose paths get neither events nor watches.
    */
-  async watch(root: string, recursive: boolean, sink: WatchSink): Promise<WatchHandle> {
+  async watch(root: string, recursive: boolean, sink: WatchSink, exclude: readonly string[] = []): Promise<WatchHandle> {
     if (this.#disposed) throw new EnvdError(Code.Unavailable, "the daemon is shutting down");
     this.#ensureWorker();
     const id = this.#nextId++;
     const armed = deferred<number>();
     this.#entries.set(id, { sink, armed });
-    this.#send({ op: "watch", id, root, recursive });
+    this.#send({ op: "watch", id, root, recursive, ...(exclude.length > 0 ? { exclude: [...exclude] } : {}) });
     let closed = false;
     const close = () => {
       if (closed) return;

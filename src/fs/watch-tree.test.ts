@@ -156,3 +156,37 @@ test("a directory moved into the tree is watched and its contents reported", () 
   ]);
   assert.equal(t.watchCount, 2);
 });
+
+test("excluded paths get no watch, no scan and no events, at any depth; a name moved out of exclusion is watched", async () => {
+  const { compileExcludes } = await import("./exclude-globs.ts");
+  const fs = fakeFs({
+    "/r": ["src/", "node_modules/", "a.log+"],
+    "/r/src": ["x+", "node_modules/"],
+    "/r/src/node_modules": ["deep/"],
+    "/r/src/node_modules/deep": [],
+    "/r/node_modules": ["pkg/"],
+    "/r/node_modules/pkg": ["index.js+"],
+    "/r/lib": ["y+"],
+  });
+  const tree = new WatchTree("/r", true, fs.sys, compileExcludes(["node_modules", "*.log"]));
+  assert.equal(tree.start(), undefined);
+  assert.equal(tree.watchCount, 2, "only /r and /r/src");
+  assert.equal(fs.wd("/r/node_modules"), undefined);
+  assert.equal(fs.wd("/r/src/node_modules"), undefined);
+  const root = fs.wd("/r");
+  assert.deepEqual(
+    tree.handle([
+      ev(root, IN_CREATE, "b.log"),
+      ev(root, IN_MODIFY, "a.log"),
+      ev(root, IN_CREATE | IN_ISDIR, "node_modules"),
+      ev(root, IN_CREATE, "kept"),
+      ev(root, IN_MOVED_TO | IN_ISDIR, "lib"),
+    ]),
+    [
+      ["kept", OP_CREATE],
+      ["lib", OP_CREATE],
+      ["lib/y", OP_CREATE | OP_WRITE],
+    ],
+  );
+  assert.equal(tree.watchCount, 3, "lib watched, nothing under node_modules");
+});

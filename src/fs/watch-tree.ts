@@ -59,6 +59,8 @@ export class WatchTree {
   readonly root: string;
   readonly recursive: boolean;
   readonly #sys: TreeSyscalls;
+  /** Paths left out with everything beneath them (no events, no watches); see exclude-globs.ts. */
+  readonly #excluded: (rel: string) => boolean;
   readonly #relOf = new Map<number, string>();
   readonly #wdOf = new Map<string, number>();
   /** Names reported by a scan of a new directory, whose own CREATE may still be in the queue. */
@@ -68,10 +70,11 @@ export class WatchTree {
   #rootWd = -1;
   #end: TreeEnd | undefined;
 
-  constructor(root: string, recursive: boolean, sys: TreeSyscalls) {
+  constructor(root: string, recursive: boolean, sys: TreeSyscalls, excluded: (rel: string) => boolean = () => false) {
     this.root = root;
     this.recursive = recursive;
     this.#sys = sys;
+    this.#excluded = excluded;
   }
 
   /** Why the watch stopped, once it has. */
@@ -121,6 +124,8 @@ export class WatchTree {
         continue;
       }
       const rel = base === "" ? r.name : `${base}/${r.name}`;
+      // An excluded name is never reported, and a directory of that name is never watched.
+      if (this.#excluded(rel)) continue;
       let ops = opsOfMask(r.mask);
       if (ops & OP_CREATE && this.#scanned.delete(rel)) ops &= ~OP_CREATE;
       if (ops & OP_WRITE && this.#scannedWrites.delete(rel)) ops &= ~OP_WRITE;
@@ -164,6 +169,7 @@ export class WatchTree {
       if (!entries) continue;
       for (const e of entries) {
         const child = dir === "" ? e.name : `${dir}/${e.name}`;
+        if (this.#excluded(child)) continue;
         if (out) {
           out.push([child, e.hasData ? OP_CREATE | OP_WRITE : OP_CREATE]);
           this.#scanned.add(child);

@@ -12,10 +12,11 @@ import { join } from "node:path";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { IN_CLOEXEC, IN_NONBLOCK, parseEvents } from "./inotify.ts";
 import { EAGAIN, EINTR, type Libc, libcLoadError, loadLibc, POLLERR, POLLIN, POLLNVAL } from "../sys/libc.ts";
+import { compileExcludes } from "./exclude-globs.ts";
 import { WatchTree } from "./watch-tree.ts";
 
 export type WorkerCommand =
-  | { op: "watch"; id: number; root: string; recursive: boolean }
+  | { op: "watch"; id: number; root: string; recursive: boolean; exclude?: string[] }
   | { op: "unwatch"; id: number }
   | { op: "exit" };
 
@@ -55,7 +56,7 @@ function run(libc: Libc): void {
     close(inst);
   };
 
-  const watch = (id: number, root: string, recursive: boolean) => {
+  const watch = (id: number, root: string, recursive: boolean, exclude: string[]) => {
     const fd = libc.inotifyInit1(IN_NONBLOCK | IN_CLOEXEC);
     if (fd < 0) {
       post({ t: "end", id, kind: "failed", errno: libc.errno(), path: root });
@@ -80,7 +81,7 @@ function run(libc: Libc): void {
           return undefined;
         }
       },
-    });
+    }, compileExcludes(exclude));
     const inst = { id, fd, tree };
     byId.set(id, inst);
     if (tree.start()) {
@@ -96,7 +97,7 @@ function run(libc: Libc): void {
       if (!m) return true;
       const cmd = m.message as WorkerCommand;
       if (cmd.op === "exit") return false;
-      if (cmd.op === "watch") watch(cmd.id, cmd.root, cmd.recursive);
+      if (cmd.op === "watch") watch(cmd.id, cmd.root, cmd.recursive, cmd.exclude ?? []);
       else {
         const inst = byId.get(cmd.id);
         if (inst) close(inst);

@@ -28,6 +28,8 @@ export interface WatchOptions {
   recursive: boolean;
   includeEntry: boolean;
   names: OwnerNames;
+  /** Globs left out with everything beneath them (exclude-globs.ts, validated by the caller). */
+  exclude?: readonly string[];
   /** Most events kept for a client that does not read them; beyond it the watch fails. */
   maxQueued?: number;
 }
@@ -67,7 +69,7 @@ export class Watcher implements WatchSink, Disposable {
   /** Starts watching; resolves once every change from now on will be reported. */
   static async start(engine: WatchEngine, opts: WatchOptions): Promise<Watcher> {
     const w = new Watcher(opts);
-    w.#handle = await engine.watch(opts.root, opts.recursive, w);
+    w.#handle = await engine.watch(opts.root, opts.recursive, w, opts.exclude ?? []);
     if (w.#closed) w.#handle.close();
     return w;
   }

@@ -7,6 +7,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import { type Entry, entryInfo } from "../fs/entry-info.ts";
+import { compileExcludes, GlobError } from "../fs/exclude-globs.ts";
 import { listDir } from "../fs/list-dir.ts";
 import { makeDir } from "../fs/make-dir.ts";
 import { move } from "../fs/move.ts";
@@ -55,9 +56,15 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
 
   /** WatchDir and CreateWatcher: the same checks, then a started watcher. */
   const startWatcher = async (
-    req: { path: string; recursive: boolean; includeEntry: boolean; allowNetworkMounts: boolean },
+    req: { path: string; recursive: boolean; includeEntry: boolean; allowNetworkMounts: boolean; exclude: string[] },
     user: User,
   ): Promise<Watcher> => {
+    try {
+      compileExcludes(req.exclude);
+    } catch (err) {
+      if (err instanceof GlobError) throw new EnvdError(Code.InvalidArgument, err.message);
+      throw err;
+    }
     const root = pathOf(req.path, user);
     const st = await stat(root).catch((err: unknown) => {
       const code = (err as NodeJS.ErrnoException).code;
@@ -75,7 +82,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
         );
       }
     }
-    return Watcher.start(watches, { root, recursive: req.recursive, includeEntry: req.includeEntry, names: users });
+    return Watcher.start(watches, { root, recursive: req.recursive, includeEntry: req.includeEntry, names: users, exclude: req.exclude });
   };
 
   return {

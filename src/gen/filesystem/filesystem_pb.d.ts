@@ -273,6 +273,18 @@ export declare type WatchDirRequest = Message<"filesystem.WatchDirRequest"> & {
    * @generated from field: bool allow_network_mounts = 4;
    */
   allowNetworkMounts: boolean;
+
+  /**
+   * envd-ts addition, not in E2B envd (docs/compatibility.md, "Beyond the anchors"): globs of
+   * paths to leave out, with everything beneath them: no events and no inotify watches. A pattern
+   * without "/" matches a name at any depth (`node_modules`, `.git`, `*.log`); one with "/" matches
+   * the path relative to the watched directory (`build/out`, `src/**\/gen`). Old clients never set
+   * it; a daemon that does not know it ignores it. Numbered far from E2B's own fields so a field
+   * they add later cannot collide.
+   *
+   * @generated from field: repeated string exclude = 100;
+   */
+  exclude: string[];
 };
 
 /**
@@ -390,6 +402,18 @@ export declare type CreateWatcherRequest = Message<"filesystem.CreateWatcherRequ
    * @generated from field: bool allow_network_mounts = 4;
    */
   allowNetworkMounts: boolean;
+
+  /**
+   * envd-ts addition, not in E2B envd (docs/compatibility.md, "Beyond the anchors"): globs of
+   * paths to leave out, with everything beneath them: no events and no inotify watches. A pattern
+   * without "/" matches a name at any depth (`node_modules`, `.git`, `*.log`); one with "/" matches
+   * the path relative to the watched directory (`build/out`, `src/**\/gen`). Old clients never set
+   * it; a daemon that does not know it ignores it. Numbered far from E2B's own fields so a field
+   * they add later cannot collide.
+   *
+   * @generated from field: repeated string exclude = 100;
+   */
+  exclude: string[];
 };
 
 /**
