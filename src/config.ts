@@ -1,6 +1,6 @@
 /** Command-line configuration. Pure: parsing never touches the system. */
-import { type LifecycleConfig, parseLifecycleConfig } from "./vm/snapshot-config.ts";
-import { parseVmConfig, type VmConfig } from "./vm/vm-config.ts";
+import { type LifecycleConfig, parseLifecycleConfig } from "./snapshot/lifecycle-config.ts";
+import { parseVmConfig, type VmConfig } from "./control/vm-config.ts";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 /** Which host talks to us: decides the `/health` answer and the names of internal files and variables. */

@@ -35,7 +35,7 @@ switch (parsed.kind) {
       process.exit(await runInit({ log: createLogger(config.logLevel).child({ component: "init" }), env: process.env }));
     }
     // Loaded only here, so the init above stays small (Bun: 24 instead of 51 MiB resident).
-    const [{ createDaemon }, { LogShipper }] = await Promise.all([import("./daemon.ts"), import("./vm/log-shipper.ts")]);
+    const [{ createDaemon }, { LogShipper }] = await Promise.all([import("./daemon.ts"), import("./upkeep/log-shipper.ts")]);
     // In Firecracker the log lines also go to the host's collector (its address comes from MMDS).
     const shipper = config.isNotFc ? undefined : new LogShipper();
     const log = createLogger(config.logLevel, (line) => {

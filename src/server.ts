@@ -11,7 +11,7 @@ import { isAllowed, UNAUTHORIZED_MESSAGE } from "./http/access-gate.ts";
 import { applyCors } from "./http/cors.ts";
 import { writeJsonError } from "./http/respond.ts";
 import type { AnyRequest, Router } from "./http/router.ts";
-import type { Session } from "./vm/session.ts";
+import type { Session } from "./session.ts";
 
 type NodeHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Session } from "../vm/session.ts";
+import { Session } from "../session.ts";
 import { isAllowed } from "./access-gate.ts";
 
 test("no token: everything passes", () => {

@@ -4,7 +4,7 @@
  * own checks or must stay open: GET /health, GET and POST /files, POST /init (and Wrenn's
  * POST /snapshot/prepare).
  */
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 
 const EXEMPT = new Set(["GET /health", "HEAD /health", "GET /files", "HEAD /files", "POST /files", "POST /init", "POST /snapshot/prepare"]);
 

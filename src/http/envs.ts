@@ -1,5 +1,5 @@
 /** GET /envs: the default environment of new processes (/init variables plus internal ones). */
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 import { writeJson } from "./respond.ts";
 import type { RouteHandler } from "./router.ts";
 

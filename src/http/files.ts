@@ -25,7 +25,7 @@ import { multipartParts } from "../transfer/multipart.ts";
 import { decideRange, evaluatePreconditions, ifRangeAllows } from "../transfer/preconditions.ts";
 import { checkSigning, parseExpiration, type SigningOperation } from "../transfer/signing.ts";
 import type { User, UserDb } from "../users/user-db.ts";
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 import { writeJson } from "./respond.ts";
 import type { AnyRequest, RouteContext, RouteHandler } from "./router.ts";
 

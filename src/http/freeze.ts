@@ -13,7 +13,7 @@
  */
 import { Code, EnvdError } from "../errors.ts";
 import type { FreezeOptions } from "../process/cgroups.ts";
-import type { FreezeController } from "../vm/snapshot-freeze.ts";
+import type { FreezeController } from "../snapshot/freeze-controller.ts";
 import { writeJson } from "./respond.ts";
 import type { RouteHandler } from "./router.ts";
 

@@ -6,8 +6,8 @@
  */
 import { Code, EnvdError } from "../errors.ts";
 import { ENVD_VERSION } from "../version.ts";
-import type { InitService } from "../vm/init-service.ts";
-import { parseInitBody } from "../vm/init-request.ts";
+import type { InitService } from "../control/init-service.ts";
+import { parseInitBody } from "../control/init-request.ts";
 import type { AnyRequest, RouteHandler } from "./router.ts";
 
 /** Generous for a CA chain and many variables; /init is called by the host only. */

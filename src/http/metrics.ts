@@ -1,6 +1,6 @@
 /** GET /metrics: CPU, memory and disk of the guest in E2B envd's field names and units (src/vm/metrics.ts). */
 import { Code, EnvdError } from "../errors.ts";
-import { collectMetrics, type CpuSampler } from "../vm/metrics.ts";
+import { collectMetrics, type CpuSampler } from "../upkeep/metrics.ts";
 import { writeJson } from "./respond.ts";
 import type { RouteHandler } from "./router.ts";
 

@@ -4,7 +4,7 @@
  * sync) so the snapshot carries less memory. 204 with `Cache-Control: no-store`.
  */
 import { Code, EnvdError } from "../errors.ts";
-import type { SnapshotLifecycle } from "../vm/snapshot.ts";
+import type { SnapshotLifecycle } from "../snapshot/snapshot-lifecycle.ts";
 import type { RouteHandler } from "./router.ts";
 
 export function postSnapshotPrepare(lifecycle: SnapshotLifecycle): RouteHandler {

@@ -11,7 +11,7 @@ import { Code, EnvdError } from "../errors.ts";
 import { resolvePath } from "../fs/paths.ts";
 import type { Logger } from "../log.ts";
 import type { User } from "../users/user-db.ts";
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 import { childEnv, planLaunch, type SystemTools } from "./launch-plan.ts";
 import type { ProcessHandle } from "./process-handle.ts";
 import { ProcessTable } from "./process-table.ts";

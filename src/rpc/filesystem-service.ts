@@ -25,7 +25,7 @@ import {
   FileType,
 } from "../gen/filesystem/filesystem_pb.js";
 import type { User, UserDb } from "../users/user-db.ts";
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 import { resolveUser, usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 

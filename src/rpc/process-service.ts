@@ -15,7 +15,7 @@ import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
 import type { Selector } from "../process/process-table.ts";
 import type { UserDb } from "../users/user-db.ts";
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 import { resolveUser, usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 

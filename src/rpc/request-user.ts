@@ -4,7 +4,7 @@
  */
 import { Code, EnvdError } from "../errors.ts";
 import type { User, UserDb } from "../users/user-db.ts";
-import type { Session } from "../vm/session.ts";
+import type { Session } from "../session.ts";
 
 export function usernameFromAuthorization(header: string | null | undefined): string | undefined {
   if (!header) return undefined;

@@ -3,7 +3,7 @@ import { readFileSync, statfsSync } from "node:fs";
 import { cpus } from "node:os";
 import { describe, test } from "node:test";
 import { ENVD_VERSION } from "../../src/version.ts";
-import type { Metrics } from "../../src/vm/metrics.ts";
+import type { Metrics } from "../../src/upkeep/metrics.ts";
 import { postInit } from "./control-fakes.ts";
 import { eventually, RUNTIMES, startDaemon } from "./harness.ts";
 

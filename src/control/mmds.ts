@@ -11,7 +11,7 @@
  */
 import http from "node:http";
 import type { Logger } from "../log.ts";
-import type { Session } from "./session.ts";
+import type { Session } from "../session.ts";
 import { writeRunFile } from "./run-files.ts";
 import type { FlavorNames } from "./vm-config.ts";
 

@@ -7,7 +7,7 @@
  * oldest are dropped first); a line over LOG_LINE_MAX_BYTES is dropped. A failed POST drops its
  * line (the line was printed to stdout already). Never logs through the logger (that would loop).
  */
-import type { MmdsData } from "./mmds.ts";
+import type { MmdsData } from "../control/mmds.ts";
 
 export const LOG_QUEUE_MAX_BYTES = 8 << 20;
 export const LOG_LINE_MAX_BYTES = 192 << 10;

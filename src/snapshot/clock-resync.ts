@@ -15,7 +15,7 @@ import { execFile } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Libc } from "../sys/libc.ts";
-import { type ClockSetter, shouldSetClock, wallClockNs } from "./clock.ts";
+import { type ClockSetter, shouldSetClock, wallClockNs } from "../control/clock.ts";
 
 export interface ClockResyncResult {
   source: "chrony" | "phc" | "none";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { type BackgroundLoop, type ConnectionControl, LoopRegistry, SnapshotLifecycle } from "./snapshot.ts";
+import { type BackgroundLoop, type ConnectionControl, LoopRegistry, SnapshotLifecycle } from "./snapshot-lifecycle.ts";
 
 const log = createLogger("error", () => {});
 

@@ -17,7 +17,7 @@ import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Cgroups, FreezeOptions, FreezeResult } from "../process/cgroups.ts";
 import type { Libc } from "../sys/libc.ts";
-import type { SnapshotLifecycle } from "./snapshot.ts";
+import type { SnapshotLifecycle } from "./snapshot-lifecycle.ts";
 
 /** _IOWR('X', 119, int) and _IOWR('X', 120, int). */
 export const FIFREEZE = 0xc004_5877;

@@ -16,12 +16,12 @@ import type { Logger } from "../log.ts";
 import { PortForwarder } from "../ports/port-forwarder.ts";
 import type { Cgroups } from "../process/cgroups.ts";
 import { loadLibc } from "../sys/libc.ts";
-import type { ClockSetter } from "./clock.ts";
-import { PageCacheReclaimer } from "./reclaim.ts";
-import { type BackgroundLoop, type ConnectionControl, LoopRegistry, SnapshotLifecycle, syncFilesystems } from "./snapshot.ts";
-import { resyncClock } from "./snapshot-clock.ts";
-import { reseedKernelRandom } from "./snapshot-entropy.ts";
-import { FreezeController } from "./snapshot-freeze.ts";
+import type { ClockSetter } from "../control/clock.ts";
+import { PageCacheReclaimer } from "../upkeep/reclaim.ts";
+import { type BackgroundLoop, type ConnectionControl, LoopRegistry, SnapshotLifecycle, syncFilesystems } from "./snapshot-lifecycle.ts";
+import { resyncClock } from "./clock-resync.ts";
+import { reseedKernelRandom } from "./entropy.ts";
+import { FreezeController } from "./freeze-controller.ts";
 
 /** The daemon's own OOM score: below everything else, but (unlike -1000) still killable as a last resort. */
 export const DAEMON_OOM_SCORE_ADJ = -999;

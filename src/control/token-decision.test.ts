@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { test } from "node:test";
-import { Session } from "./session.ts";
+import { Session } from "../session.ts";
 import { checkInitToken, hashAccessToken, TOKEN_MISMATCH_MESSAGE, TOKEN_RESET_MESSAGE } from "./token-decision.ts";
 
 const sha512 = (s: string) => createHash("sha512").update(s).digest("hex");

@@ -14,7 +14,7 @@
  */
 import { createHash } from "node:crypto";
 import { Code, EnvdError } from "../errors.ts";
-import { safeEqual } from "./session.ts";
+import { safeEqual } from "../session.ts";
 
 export const TOKEN_MISMATCH_MESSAGE = "access token validation failed";
 export const TOKEN_RESET_MESSAGE = "access token reset not authorized";

@@ -6,10 +6,10 @@
  * SendInput reaches it. A command that cannot start is logged; the daemon keeps running.
  */
 import type { Logger } from "../log.ts";
-import type { ProcessHandle } from "../process/process-handle.ts";
-import type { ProcessManager } from "../process/process-manager.ts";
+import type { ProcessHandle } from "./process-handle.ts";
+import type { ProcessManager } from "./process-manager.ts";
 import type { UserDb } from "../users/user-db.ts";
-import type { Session } from "./session.ts";
+import type { Session } from "../session.ts";
 
 export const START_COMMAND_TAG = "startCmd";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { parseLifecycleConfig } from "./snapshot-config.ts";
+import { parseLifecycleConfig } from "./lifecycle-config.ts";
 
 test("defaults: 169.254.0.21, reaper auto, reclaim at 80 %, fsfreeze on / only inside a VM", () => {
   const c = parseLifecycleConfig({}, {}, false);

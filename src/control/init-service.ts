@@ -22,7 +22,7 @@ import type { CaInstaller } from "./ca-bundle.ts";
 import { type ClockSetter, shouldSetClock, wallClockNs } from "./clock.ts";
 import { writeHostEntry } from "./hosts-file.ts";
 import type { InitRequest } from "./init-request.ts";
-import type { Session } from "./session.ts";
+import type { Session } from "../session.ts";
 import { checkInitToken } from "./token-decision.ts";
 import type { FlavorNames } from "./vm-config.ts";
 import type { VolumeMounter } from "./volume-mounts.ts";

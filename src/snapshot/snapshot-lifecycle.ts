@@ -23,8 +23,8 @@ import { execFile } from "node:child_process";
 import type { Socket } from "node:net";
 import type { Logger } from "../log.ts";
 import type { Libc } from "../sys/libc.ts";
-import type { ClockResyncResult } from "./snapshot-clock.ts";
-import type { ReseedReport } from "./snapshot-entropy.ts";
+import type { ClockResyncResult } from "./clock-resync.ts";
+import type { ReseedReport } from "./entropy.ts";
 
 /** Something that runs in the background and must be still while a snapshot is taken. */
 export interface BackgroundLoop {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { createLogger } from "../log.ts";
 import { MetadataPoller, type MmdsClient, type MmdsData, parseMmdsData } from "./mmds.ts";
-import { Session } from "./session.ts";
+import { Session } from "../session.ts";
 import { flavorNames } from "./vm-config.ts";
 
 test("parseMmdsData takes string fields only and ignores the rest", () => {
