@@ -1,10 +1,7 @@
 /** Command-line configuration. Pure: parsing never touches the system. */
+import { type Flavor, parseVmConfig, type VmConfig } from "./control/vm-config.ts";
+import type { LogLevel } from "./log.ts";
 import { type LifecycleConfig, parseLifecycleConfig } from "./snapshot/lifecycle-config.ts";
-import { parseVmConfig, type VmConfig } from "./control/vm-config.ts";
-
-export type LogLevel = "debug" | "info" | "warn" | "error";
-/** Which host talks to us: decides the `/health` answer and the names of internal files and variables. */
-export type Flavor = "e2b" | "wrenn";
 
 export interface Config {
   port: number;
@@ -17,9 +14,9 @@ export interface Config {
   noCgroups: boolean;
   logLevel: LogLevel;
   flavor: Flavor;
-  /** Metadata URL, run dir, hosts file, CA paths, clock command (src/vm/vm-config.ts; ENVD_* variables). */
+  /** Metadata URL, run dir, hosts file, CA paths, clock command (src/control/vm-config.ts; ENVD_* variables). */
   vm: VmConfig;
-  /** Port forwarding, reaper, page-cache reclaim, fsfreeze target (src/vm/snapshot-config.ts). */
+  /** Port forwarding, reaper, page-cache reclaim, fsfreeze target (src/snapshot/lifecycle-config.ts). */
   lifecycle: LifecycleConfig;
 }
 

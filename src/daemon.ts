@@ -6,11 +6,7 @@ import type { Config } from "./config.ts";
 import { Ports } from "./gen/envd/ports_pb.js";
 import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
 import { Process } from "./gen/process/process_pb.js";
-import { getEnvs } from "./http/envs.ts";
-import { getFiles, postFiles, postFilesCompose } from "./http/files.ts";
-import { getHealth } from "./http/health.ts";
-import { postInit } from "./http/init.ts";
-import { getMetrics } from "./http/metrics.ts";
+import { addRoutes } from "./http/routes.ts";
 import { Router } from "./http/router.ts";
 import type { Logger } from "./log.ts";
 import { createCgroups } from "./process/cgroups.ts";
@@ -34,7 +30,8 @@ import { MetadataPoller, MmdsClient } from "./control/mmds.ts";
 import { writeBootMarker } from "./control/run-files.ts";
 import { Session } from "./session.ts";
 import { startBootCommand } from "./process/start-command.ts";
-import { createVmLifecycle, protectDaemonFromOom, type VmLifecycle } from "./snapshot/vm-lifecycle.ts";
+import { createVmLifecycle, type VmLifecycle } from "./snapshot/vm-lifecycle.ts";
+import { protectDaemonFromOom } from "./upkeep/oom-score.ts";
 import { flavorNames, internalEnvNames } from "./control/vm-config.ts";
 import { VolumeMounter } from "./control/volume-mounts.ts";
 
@@ -110,11 +107,6 @@ export async function createDaemon(
 
   const setClock = createClockSetter(config.vm.clockCommand, env.PATH ?? "");
   const router = new Router(log.child({ component: "http" }));
-  router.add("GET", "/health", getHealth(config.flavor, (ctx) => vm?.onHealth(ctx)));
-  const files = { session, users, log: log.child({ component: "files" }) };
-  router.add("GET", "/files", getFiles(files));
-  router.add("POST", "/files", postFiles(files));
-  router.add("POST", "/files/compose", postFilesCompose(files));
   const init = new InitService({
     session,
     users,
@@ -133,9 +125,6 @@ export async function createDaemon(
       if (!config.isNotFc) metadata.start(60_000);
     },
   });
-  router.add("POST", "/init", postInit(init));
-  router.add("GET", "/envs", getEnvs(session));
-  router.add("GET", "/metrics", getMetrics(cpu));
 
   const server = new EnvdServer({
     log,
@@ -146,19 +135,30 @@ export async function createDaemon(
     shutdownSignal: shutdown.signal,
   });
   vm = createVmLifecycle({
-    config,
+    lifecycle: config.lifecycle,
     log,
     path: env.PATH ?? "",
     server,
     cgroups,
     setClock,
-    router,
     loops: [
       { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
       { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
       portScanner,
       { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
     ],
+  });
+  const vmLifecycle = vm;
+  addRoutes(router, {
+    flavor: config.flavor,
+    session,
+    users,
+    log,
+    init,
+    cpu,
+    snapshot: vm.snapshot,
+    freezer: vm.freezer,
+    onHealth: (socket) => vmLifecycle.onHealth(socket),
   });
   const address = await server.listen(config.port, config.host);
   if (config.cmd !== undefined && config.cmd !== "") {

@@ -5,7 +5,7 @@
  * command line or error never floods the console or the host's log pipeline. Callers never pass
  * payloads (process output, file bytes) or tokens.
  */
-import type { LogLevel } from "./config.ts";
+export type LogLevel = "debug" | "info" | "warn" | "error";
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const MAX_FIELD_CHARS = 512;

@@ -9,8 +9,9 @@ import net, { type AddressInfo, type Socket } from "node:net";
 import type { Logger } from "./log.ts";
 import { isAllowed, UNAUTHORIZED_MESSAGE } from "./http/access-gate.ts";
 import { applyCors } from "./http/cors.ts";
+import { header } from "./http/headers.ts";
 import { writeJsonError } from "./http/respond.ts";
-import type { AnyRequest, Router } from "./http/router.ts";
+import type { Router } from "./http/router.ts";
 import type { Session } from "./session.ts";
 
 type NodeHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
@@ -38,7 +39,7 @@ export class EnvdServer {
   readonly connections = new Map<Socket, { acceptedAt: number; h2: boolean; requests: number; inFlight: number }>();
   /**
    * HTTP/1.1 keep-alive for new responses. Off between a snapshot prepare and the restore, so no
-   * connection stays open across the snapshot (vm/snapshot.ts).
+   * connection stays open across the snapshot (snapshot/snapshot-lifecycle.ts).
    */
   keepAlive = true;
 
@@ -164,9 +165,4 @@ export class EnvdServer {
       writeJsonError(res, 500, "internal error");
     });
   }
-}
-
-export function header(req: AnyRequest, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
 }

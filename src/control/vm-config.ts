@@ -6,7 +6,8 @@
  * images) can point the daemon at a fake metadata server and temporary files; they are read once
  * at start.
  */
-import type { Flavor } from "../config.ts";
+/** Which host talks to us: decides the `/health` answer and the names of internal files and variables. */
+export type Flavor = "e2b" | "wrenn";
 
 export interface VmConfig {
   /** Firecracker MMDS base URL (`ENVD_MMDS_URL`). */

@@ -1,8 +1,8 @@
 /**
  * GET /health: never gated; 204 for the E2B orchestrator, 200 {"version"} for the Wrenn host.
- * `onHealth` runs first and is awaited: after a snapshot prepare it runs the restore (vm/snapshot.ts).
+ * `onHealth` runs first and is awaited: after a snapshot prepare it runs the restore (snapshot/snapshot-lifecycle.ts).
  */
-import type { Flavor } from "../config.ts";
+import type { Flavor } from "../control/vm-config.ts";
 import { ENVD_VERSION } from "../version.ts";
 import type { RouteContext, RouteHandler } from "./router.ts";
 

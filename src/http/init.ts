@@ -1,5 +1,5 @@
 /**
- * POST /init: read and validate the whole body, then hand it to InitService (src/vm/init-service.ts).
+ * POST /init: read and validate the whole body, then hand it to InitService (src/control/init-service.ts).
  * Every answer carries `X-Envd-Version` and `Cache-Control: no-store`; success is 204 with no body.
  * Errors are JSON `{"code","message"}`: 400 bad body, 401 token (E2B's exact texts), 413 body over
  * INIT_MAX_BODY_BYTES, 503 when the caller left while another /init held the lock.

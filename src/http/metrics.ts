@@ -1,4 +1,4 @@
-/** GET /metrics: CPU, memory and disk of the guest in E2B envd's field names and units (src/vm/metrics.ts). */
+/** GET /metrics: CPU, memory and disk of the guest in E2B envd's field names and units (src/upkeep/metrics.ts). */
 import { Code, EnvdError } from "../errors.ts";
 import { collectMetrics, type CpuSampler } from "../upkeep/metrics.ts";
 import { writeJson } from "./respond.ts";

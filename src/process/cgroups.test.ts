@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { createCgroups, groupSettings, memTotalFromMeminfo, selfCgroupDir, workloadMemoryBytes } from "./cgroups.ts";
+import { groupSettings, memTotalFromMeminfo, selfCgroupDir, workloadMemoryBytes } from "./cgroup-layout.ts";
+import { createCgroups } from "./cgroups.ts";
 
 const MIB = 1024 * 1024;
 const log = createLogger("error", () => {});

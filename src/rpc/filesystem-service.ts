@@ -24,9 +24,10 @@ import {
   type FilesystemEventSchema,
   FileType,
 } from "../gen/filesystem/filesystem_pb.js";
+import { resolveUser } from "../users/resolve-user.ts";
 import type { User, UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
-import { resolveUser, usernameFromAuthorization } from "./request-user.ts";
+import { usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
@@ -46,7 +47,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
   const { users, session, watches, watchers } = deps;
 
   const requestUser = (ctx: HandlerContext): User =>
-    resolveUser(usernameFromAuthorization(ctx.requestHeader.get("authorization")), users, session);
+    resolveUser(users, usernameFromAuthorization(ctx.requestHeader.get("authorization")), session.defaultUser, "rpc");
   const pathOf = (path: string, user: User) => resolvePath(path, user.home, session.defaultWorkdir);
   const legacyOf = (ctx: HandlerContext): boolean => {
     if (ctx.requestHeader.get("user-agent") !== LEGACY_USER_AGENT) return false;

@@ -14,9 +14,10 @@ import type { ExitStatus } from "../process/exit-status.ts";
 import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
 import type { Selector } from "../process/process-table.ts";
+import { resolveUser } from "../users/resolve-user.ts";
 import type { UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
-import { resolveUser, usernameFromAuthorization } from "./request-user.ts";
+import { usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>;
@@ -50,7 +51,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     async *start(req, ctx) {
       const p = req.process;
       if (!p) throw new EnvdError(Code.InvalidArgument, "process is required");
-      const user = resolveUser(usernameFromAuthorization(ctx.requestHeader.get("authorization")), users, session);
+      const user = resolveUser(users, usernameFromAuthorization(ctx.requestHeader.get("authorization")), session.defaultUser, "rpc");
       let pty: { cols: number; rows: number } | undefined;
       if (req.pty) {
         const cols = req.pty.size?.cols ?? 0;

@@ -9,7 +9,7 @@
  *  2. A KVM PTP clock (/dev/ptpN, "KVM virtual PTP") read directly through FFI: it gives the
  *     host's CLOCK_REALTIME; the guest clock is stepped when > 50 ms behind or > 5 s ahead.
  *  3. None: the host's next /init `timestamp` sets the clock (E2B's orchestrator sends one on
- *     every resume; see vm/clock.ts and init-service.ts).
+ *     every resume; see control/clock.ts and control/init-service.ts).
  */
 import { execFile } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { type BackgroundLoop, type ConnectionControl, LoopRegistry, SnapshotLifecycle } from "./snapshot-lifecycle.ts";
+import { type BackgroundLoop, LoopRegistry } from "./loop-registry.ts";
+import { type ConnectionControl, SnapshotLifecycle } from "./snapshot-lifecycle.ts";
 
 const log = createLogger("error", () => {});
 

@@ -1,0 +1,154 @@
+/**
+ * GET /files: download (protocol.md §4.3). Ranges, conditional requests and gzip; the domain work
+ * is in ../transfer, this file picks statuses and headers and streams the file with backpressure.
+ */
+import { basename, extname } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { constants as zlibConstants, createGzip } from "node:zlib";
+import { Code, EnvdError } from "../errors.ts";
+import { resolvePath } from "../fs/paths.ts";
+import { isIdentityRefused, negotiateEncoding } from "../transfer/accept-encoding.ts";
+import { contentDisposition } from "../transfer/content-disposition.ts";
+import { type OpenedFile, openForDownload, probeUnsized, readChunks } from "../transfer/download.ts";
+import { decideRange, evaluatePreconditions, ifRangeAllows } from "../transfer/preconditions.ts";
+import { authorize, type FilesDeps } from "./files-auth.ts";
+import { header } from "./headers.ts";
+import type { RouteContext, RouteHandler } from "./router.ts";
+
+/**
+ * Fastest zlib level: every fetch-based client (the e2b SDK included) offers gzip by default, so
+ * this runs on most downloads; level 1 still shrinks text several times at a fraction of the
+ * CPU of the default level 6 (measured in docs/architecture.md).
+ */
+const GZIP_LEVEL = zlibConstants.Z_BEST_SPEED;
+
+export function getFiles(deps: FilesDeps): RouteHandler {
+  return async (ctx) => {
+    const { req, res, url } = ctx;
+    const { user, path } = authorize(deps, ctx, "read");
+    const resolved = resolvePath(path ?? "", user.home, deps.session.defaultWorkdir);
+    await using file = await openForDownload(resolved);
+
+    const acceptEncoding = header(req, "accept-encoding");
+    let encoding = negotiateEncoding(acceptEncoding);
+    const conditional = ["range", "if-modified-since", "if-none-match", "if-range", "if-match", "if-unmodified-since"].some(
+      (h) => header(req, h) !== undefined,
+    );
+    // Range and conditional requests are answered unencoded (so 206/304 keep their meaning).
+    if (conditional) encoding = isIdentityRefused(acceptEncoding) ? null : "identity";
+    if (encoding === null) {
+      throw new EnvdError(Code.InvalidArgument, "no acceptable encoding found, supported: [identity, gzip]", { httpStatus: 406 });
+    }
+
+    res.setHeader("Vary", "Accept-Encoding");
+    const head = req.method === "HEAD";
+    const mime = await loadMime();
+    const describe = () => {
+      res.setHeader("Content-Disposition", contentDisposition(basename(resolved)));
+      res.setHeader("Content-Type", contentTypeOf(mime, url.searchParams.get("path") ?? resolved));
+      res.setHeader("Last-Modified", new Date(file.mtimeMs).toUTCString());
+    };
+
+    if (encoding === "gzip") {
+      describe();
+      res.setHeader("Content-Encoding", "gzip");
+      res.statusCode = 200;
+      if (head) return void res.end();
+      return await send(deps, ctx, resolved, [readChunks(file.handle, 0), createGzip({ level: GZIP_LEVEL })]);
+    }
+
+    const precondition = evaluatePreconditions(
+      {
+        ifMatch: header(req, "if-match"),
+        ifNoneMatch: header(req, "if-none-match"),
+        ifModifiedSince: header(req, "if-modified-since"),
+        ifUnmodifiedSince: header(req, "if-unmodified-since"),
+      },
+      file,
+    );
+    if (precondition === 304) {
+      res.setHeader("ETag", file.etag);
+      res.setHeader("Last-Modified", new Date(file.mtimeMs).toUTCString());
+      res.statusCode = 304;
+      return void res.end();
+    }
+    if (precondition === 412) throw new EnvdError(Code.FailedPrecondition, "precondition failed", { httpStatus: 412 });
+
+    if (file.size === 0) {
+      describe();
+      return await sendUnsized(deps, ctx, resolved, file, head);
+    }
+
+    const rangeHeader = header(req, "range");
+    const range =
+      rangeHeader !== undefined && ifRangeAllows(header(req, "if-range"), file)
+        ? decideRange(rangeHeader, file.size)
+        : { kind: "full" as const };
+    if (range.kind === "unsatisfiable") {
+      res.setHeader("Content-Range", `bytes */${file.size}`);
+      throw new EnvdError(Code.OutOfRange, `requested range not satisfiable: ${rangeHeader} (file size ${file.size})`, {
+        httpStatus: 416,
+      });
+    }
+    describe();
+    res.setHeader("ETag", file.etag);
+    res.setHeader("Accept-Ranges", "bytes");
+    const [start, end] = range.kind === "partial" ? [range.start, range.end] : [0, file.size - 1];
+    if (range.kind === "partial") {
+      res.statusCode = 206;
+      res.setHeader("Content-Range", `bytes ${start}-${end}/${file.size}`);
+    } else res.statusCode = 200;
+    res.setHeader("Content-Length", end - start + 1);
+    if (head) return void res.end();
+    return await send(deps, ctx, resolved, [readChunks(file.handle, start, end)]);
+  };
+}
+
+/** A regular file that stats as empty: really empty (Content-Length 0), or procfs-like (streamed to EOF). */
+async function sendUnsized(deps: FilesDeps, ctx: RouteContext, path: string, file: OpenedFile, head: boolean): Promise<void> {
+  const { res } = ctx;
+  const first = await probeUnsized(file.handle);
+  res.statusCode = 200;
+  if (first === undefined) {
+    res.setHeader("Content-Length", 0);
+    return void res.end();
+  }
+  if (head) return void res.end();
+  async function* all() {
+    yield first as Buffer;
+    yield* readChunks(file.handle, (first as Buffer).length);
+  }
+  return send(deps, ctx, path, [all()]);
+}
+
+/** Streams the body; failures after the headers went out can only cut the connection. */
+async function send(
+  deps: FilesDeps,
+  ctx: RouteContext,
+  path: string,
+  stages: [AsyncIterable<Buffer>, ...NodeJS.ReadWriteStream[]],
+): Promise<void> {
+  try {
+    await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, ctx.res, { signal: ctx.signal });
+  } catch (err) {
+    if (ctx.signal.aborted) {
+      deps.log.debug("download cut short by the client", { path, err });
+      return;
+    }
+    deps.log.warn("download failed after the headers were sent", { path, err });
+    ctx.res.destroy();
+  }
+}
+
+type Mime = typeof import("mime-types");
+let mimeTypes: Promise<Mime> | undefined;
+/** mime-types builds its tables when loaded (~11 % of the daemon's start): load it on the first download. */
+function loadMime(): Promise<Mime> {
+  mimeTypes ??= import("mime-types").then((m) => (m as { default?: Mime }).default ?? m);
+  return mimeTypes;
+}
+
+function contentTypeOf(mime: Mime, path: string): string {
+  const ext = extname(path);
+  return (ext && mime.contentType(ext)) || "application/octet-stream";
+}

@@ -1,0 +1,54 @@
+/**
+ * The REST route table: every path the daemon answers outside Connect, in one place. daemon.ts
+ * builds the domain objects and calls `addRoutes` once, before the server listens.
+ */
+import type { Socket } from "node:net";
+import type { InitService } from "../control/init-service.ts";
+import type { Flavor } from "../control/vm-config.ts";
+import type { Logger } from "../log.ts";
+import type { Session } from "../session.ts";
+import type { FreezeController } from "../snapshot/freeze-controller.ts";
+import type { SnapshotLifecycle } from "../snapshot/snapshot-lifecycle.ts";
+import type { CpuSampler } from "../upkeep/metrics.ts";
+import type { UserDb } from "../users/user-db.ts";
+import { getEnvs } from "./envs.ts";
+import { getFiles } from "./get-files.ts";
+import { postFiles } from "./post-files.ts";
+import { postFilesCompose } from "./post-files-compose.ts";
+import { postFreeze, postFsFreeze, postFsThaw, postUnfreeze } from "./freeze.ts";
+import { getHealth } from "./health.ts";
+import { postInit } from "./init.ts";
+import { getMetrics } from "./metrics.ts";
+import type { Router } from "./router.ts";
+import { postSnapshotPrepare } from "./snapshot.ts";
+
+export interface RouteDeps {
+  flavor: Flavor;
+  session: Session;
+  users: UserDb;
+  log: Logger;
+  init: InitService;
+  cpu: CpuSampler;
+  snapshot: SnapshotLifecycle;
+  freezer: FreezeController;
+  /** Runs before every GET /health answer (after a snapshot prepare: the restore). */
+  onHealth: (socket: Socket | undefined) => Promise<void>;
+}
+
+export function addRoutes(router: Router, deps: RouteDeps): Router {
+  const { session } = deps;
+  const files = { session, users: deps.users, log: deps.log.child({ component: "files" }) };
+  return router
+    .add("GET", "/health", getHealth(deps.flavor, (ctx) => deps.onHealth(ctx.req.socket as Socket | undefined)))
+    .add("GET", "/files", getFiles(files))
+    .add("POST", "/files", postFiles(files))
+    .add("POST", "/files/compose", postFilesCompose(files))
+    .add("POST", "/init", postInit(deps.init))
+    .add("GET", "/envs", getEnvs(session))
+    .add("GET", "/metrics", getMetrics(deps.cpu))
+    .add("POST", "/snapshot/prepare", postSnapshotPrepare(deps.snapshot))
+    .add("POST", "/freeze", postFreeze(deps.freezer))
+    .add("POST", "/unfreeze", postUnfreeze(deps.freezer))
+    .add("POST", "/fsfreeze", postFsFreeze(deps.freezer))
+    .add("POST", "/fsthaw", postFsThaw(deps.freezer));
+}
