@@ -12,7 +12,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { createReadStream, createWriteStream, rmSync, statSync } from "node:fs";
-import { Readable, Writable } from "node:stream";
+import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Sandbox } from "e2b";
 import { median, memoryOf, PeakSampler, timeOnce } from "../lib/measure.ts";

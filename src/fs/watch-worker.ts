@@ -139,7 +139,7 @@ function run(libc: Libc): void {
       view.setInt16(i * 8 + 6, 0, true);
     };
     setFd(0, data.wakeFd);
-    list.forEach((inst, i) => setFd(i + 1, inst.fd));
+    for (const [i, inst] of list.entries()) setFd(i + 1, inst.fd);
     const ready = libc.poll(pollfds, nfds, -1);
     if (ready < 0) {
       const errno = libc.errno();

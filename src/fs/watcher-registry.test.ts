@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { EnvdError } from "../errors.ts";
+import { Code, EnvdError } from "../errors.ts";
 import type { FsEvent, Watcher } from "./watcher.ts";
 import { newWatcherId, WatcherRegistry } from "./watcher-registry.ts";
 
@@ -28,7 +27,7 @@ const code = (fn: () => unknown) => {
   try {
     fn();
   } catch (err) {
-    return Code[(err as ConnectError).code];
+    return Code[(err as EnvdError).code];
   }
   return "ok";
 };

@@ -169,7 +169,7 @@ export class PortForwarder {
     this.starts++;
     this.#log.info("port forwarding started", { bind: this.#bind, intervalMs: this.#intervalMs });
     const tick = () => {
-      if (!this.#running || this.#scanning) return;
+      if (!this.#running || this.#scanning !== undefined) return;
       this.#scanning = this.#scan().finally(() => {
         this.#scanning = undefined;
       });

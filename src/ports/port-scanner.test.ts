@@ -24,7 +24,10 @@ function fake() {
     },
     hide: (l) => l.address === "169.254.0.21",
   });
-  return { scanner, ownerCalls, set: (s: TcpSocket[]) => void (sockets = s) };
+  return { scanner, ownerCalls, set: (s: TcpSocket[]) => {
+      sockets = s;
+    },
+  };
 }
 
 async function until(check: () => boolean): Promise<void> {

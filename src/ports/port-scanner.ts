@@ -117,7 +117,7 @@ export class PortScanner {
   #ensureRunning(): void {
     if (this.#timer || this.#paused || this.#subscribers.size === 0) return;
     const tick = () => {
-      if (this.#scanning) return;
+      if (this.#scanning !== undefined) return;
       this.#scanning = this.#scan()
         .catch(() => {})
         .finally(() => {

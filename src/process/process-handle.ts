@@ -143,7 +143,10 @@ export class ProcessHandle {
           if (handle) handle.#onExit(status);
           else earlyExit = status;
         },
-        onClose: () => (handle ? handle.#onStreamClosed() : (earlyClose = true)),
+        onClose: () => {
+          if (handle) handle.#onStreamClosed();
+          else earlyClose = true;
+        },
       });
     } catch (err) {
       throw new EnvdError(Code.InvalidArgument, `failed to start process: ${(err as Error).message}`, { cause: err });

@@ -30,7 +30,10 @@ export function waitReady(ready: Promise<void>, ms: number, signal: AbortSignal)
       else resolve(result as WaitResult);
     }
     signal.addEventListener("abort", onAbort, { once: true });
-    ready.then(() => finish("ready"));
+    ready.then(
+      () => finish("ready"),
+      (err: unknown) => finish(undefined, err),
+    );
   });
 }
 

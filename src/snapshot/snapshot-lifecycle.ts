@@ -145,10 +145,10 @@ export class SnapshotLifecycle {
    * `socket` is the caller's connection, never closed here.
    */
   async onHostContact(kind: "health" | "init", socket?: Socket): Promise<RestoreReport | undefined> {
-    if (this.#restoring) return this.#restoring;
+    if (this.#restoring !== undefined) return this.#restoring;
     await this.#preparing?.catch(() => {});
     // Another contact may have started the restore meanwhile: wait for that one.
-    if (this.#restoring) return this.#restoring;
+    if (this.#restoring !== undefined) return this.#restoring;
     const pending = this.#pending;
     if (!pending || (pending.source === "freeze" && kind === "health")) return undefined;
     return this.#restore(kind, socket);
@@ -199,7 +199,7 @@ export class SnapshotLifecycle {
   }
 
   #restore(trigger: RestoreTrigger, except: Socket | undefined): Promise<RestoreReport> {
-    if (this.#restoring) return this.#restoring;
+    if (this.#restoring !== undefined) return this.#restoring;
     const pending = this.#pending;
     this.#pending = undefined;
     const run = (async () => {

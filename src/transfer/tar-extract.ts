@@ -287,9 +287,9 @@ async function checkLinks(entries: Map<string, Kind>, root: string, exists: bool
   };
   for (const [rel, k] of entries) {
     if (k.t !== "symlink") continue;
-    const escape = await resolvesOutside(posix.dirname(rel) === "." ? "" : posix.dirname(rel), k.target, kindAt);
-    if (escape !== undefined) {
-      const through = escape === ".." || escape === "absolute" ? "" : ` (through the symlink '${escape}')`;
+    const outside = await resolvesOutside(posix.dirname(rel) === "." ? "" : posix.dirname(rel), k.target, kindAt);
+    if (outside !== undefined) {
+      const through = outside === ".." || outside === "absolute" ? "" : ` (through the symlink '${outside}')`;
       throw refuse(`symlink '${rel}' -> '${k.target}' points out of the target${through}`);
     }
   }

@@ -210,12 +210,18 @@ function ownerCache(names: OwnerNames) {
   return {
     user(uid: number): string {
       let n = users.get(uid);
-      if (n === undefined) users.set(uid, (n = names.userName(uid)));
+      if (n === undefined) {
+        n = names.userName(uid);
+        users.set(uid, n);
+      }
       return n === String(uid) ? "" : n;
     },
     group(gid: number): string {
       let n = groups.get(gid);
-      if (n === undefined) groups.set(gid, (n = names.groupName(gid)));
+      if (n === undefined) {
+        n = names.groupName(gid);
+        groups.set(gid, n);
+      }
       return n === String(gid) ? "" : n;
     },
   };

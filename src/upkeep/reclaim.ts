@@ -105,7 +105,7 @@ export class PageCacheReclaimer {
 
   /** One check; drops the cache when `shouldReclaim` says so and the cooldown has passed. */
   async tick(): Promise<boolean> {
-    if (this.#inFlight) return false;
+    if (this.#inFlight !== undefined) return false;
     const run = (async () => {
       let info: MemInfo | undefined;
       try {

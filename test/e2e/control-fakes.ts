@@ -149,7 +149,7 @@ export async function startFakeMmds(data: unknown): Promise<FakeMmds> {
         res.writeHead(401).end("bad token");
         return;
       }
-      if (fake.hold) await fake.hold;
+      if (fake.hold !== undefined) await fake.hold;
       const body = typeof fake.data === "string" ? fake.data : JSON.stringify(fake.data);
       res.writeHead(200, { "Content-Type": "application/json" }).end(body);
       return;

@@ -166,7 +166,7 @@ for (const runtime of RUNTIMES) {
         signed("write", { path }),
         signed("read", { path: `${path}x` }).replace(encodeURIComponent(`${path}x`), encodeURIComponent(path)),
         signed("read", { path }, { token: "guessed" }),
-        signed("read", { path, username: "root" }).replace("username=root", "username=" + user.name),
+        signed("read", { path, username: "root" }).replace("username=root", `username=${user.name}`),
         `${signed("read", { path })}A`,
         `/files?path=${encodeURIComponent(path)}&signature=v1_`,
       ]) {

@@ -264,7 +264,7 @@ for (const runtime of RUNTIMES) {
 
     test("invalid metadata → 400 before anything is written", async () => {
       const target = join(dir.path, "badmeta.txt");
-      for (const headers of [{ "X-Metadata-Tab": "a\tb" }, { "X-Metadata-Big": "x".repeat(4100) }, { ["X-Metadata-" + "k".repeat(247)]: "v" }]) {
+      for (const headers of [{ "X-Metadata-Tab": "a\tb" }, { "X-Metadata-Big": "x".repeat(4100) }, { [`X-Metadata-${"k".repeat(247)}`]: "v" }]) {
         const r = await jsonOf(await post({ path: target }, "x", { ...OCTET, ...headers }));
         assert.equal(r.status, 400);
         assert.match((r.body as { message: string }).message, /metadata/);

@@ -49,6 +49,7 @@ async function rawCall(envd: Daemon, method: string, body: unknown, headers: Rec
     headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify(body),
   });
+  // biome-ignore lint/suspicious/noExplicitAny: the tests read arbitrary fields of the JSON answer
   return { status: res.status, headers: res.headers, json: (await res.json()) as Record<string, any> };
 }
 

@@ -244,7 +244,8 @@ export class Vm {
    */
   static async restore(spec: VmSpec, file: string): Promise<{ vm: Vm; loadMs: number; resumedAt: number }> {
     const vm = new Vm(spec, `restore${++Vm.#restores}`, true);
-    const qmp = (vm.#qmp = await vm.#connectQmp());
+    const qmp = await vm.#connectQmp();
+    vm.#qmp = qmp;
     const t0 = performance.now();
     await qmp.exec("migrate-incoming", { uri: `exec:cat ${shellQuote(file)}` });
     let status: string;

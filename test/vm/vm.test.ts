@@ -139,7 +139,9 @@ describe("envd in a QEMU microVM (compiled binary, busybox init)", { skip }, () 
     const dec = new TextDecoder();
     const enc = new TextEncoder();
     let out = "";
-    const term = await sbx.pty.create({ cols: 100, rows: 30, timeoutMs: 0, onData: (d) => void (out += dec.decode(d)) });
+    const term = await sbx.pty.create({ cols: 100, rows: 30, timeoutMs: 0, onData: (d) => {
+        out += dec.decode(d);
+      } });
     await sbx.pty.sendInput(term.pid, enc.encode("tty; stty size; echo pty-$((6*7))\n"));
     await eventually(() => out.includes("pty-42"), "PTY output", 30_000);
     assert.match(out, /\/dev\/pts\/\d+/);
