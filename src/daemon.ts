@@ -96,7 +96,7 @@ export async function createDaemon(
       router.service(Ports, createPortsService({ scanner: portScanner }));
     },
     // Accept gzip requests; never compress responses (legal, and compressing output streams costs
-    // more CPU than it saves on loopback and virtio links: ../shared/research/runtime.md pitfall 4).
+    // more CPU than it saves on loopback and virtio links: docs/compatibility.md, "Response compression").
     acceptCompression: [compressionGzip],
     compressMinBytes: Number.MAX_SAFE_INTEGER,
     readMaxBytes: RPC_READ_MAX_BYTES,

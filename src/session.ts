@@ -2,8 +2,10 @@
  * State the host sets through `/init` and every request reads: default user and workdir, the
  * default environment of processes, and the access token.
  *
- * One shared object (Wrenn's seed 001 bug was a copy of it). Writers are serialised by the /init
- * handler; readers take a consistent snapshot through the getters.
+ * One shared object (Wrenn's seed 001 bug was a copy of it). Written by the /init handler, one
+ * request at a time (control/init-service.ts holds a lock), and for the internal variables also by
+ * the daemon at boot and the metadata poller. The fields are plain and public: a reader sees each
+ * one as it is when it reads it, and there is no consistent snapshot across fields.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 

@@ -1,5 +1,5 @@
 /**
- * Installs /init's caBundle into the system trust store (protocol.md §6.4), as E2B envd does:
+ * Installs /init's caBundle into the system trust store (docs/protocol.md §6.4), as E2B envd does:
  * append the PEM to the bundle unless it equals the last one installed, drop the previously
  * installed PEM from the bundle, and persist the new one where update-ca-certificates finds it.
  *

@@ -1,5 +1,5 @@
 /**
- * Clock sync from /init's timestamp (protocol.md §6.4): the guest clock is set only when it is more
+ * Clock sync from /init's timestamp (docs/protocol.md §6.4): the guest clock is set only when it is more
  * than 50 ms behind the host or more than 5 s ahead, so small drifts never make time jump.
  *
  * The clock is set with clock_settime(CLOCK_REALTIME) through the runtime's FFI (src/sys/libc.ts),

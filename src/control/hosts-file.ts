@@ -1,6 +1,6 @@
 /**
  * Pins the events host (`events.e2b.local`, Wrenn: `events.wrenn.local`) to /init's hyperloopIP in
- * the hosts file (protocol.md §6.4). Every other line is kept byte for byte; the name is removed
+ * the hosts file (docs/protocol.md §6.4). Every other line is kept byte for byte; the name is removed
  * from lines of the same address family that carry it, and one `<ip>\t<name>` line is added. A
  * file that already maps the name to the address is left untouched.
  */

@@ -1,5 +1,5 @@
 /**
- * The body of POST /init (protocol.md §6.1), parsed and validated completely before anything is
+ * The body of POST /init (docs/protocol.md §6.1), parsed and validated completely before anything is
  * applied: a request that fails here changes nothing. Pure; checks that need the system (does the
  * user exist, is the workdir a directory) are made by InitService.
  *

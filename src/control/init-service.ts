@@ -1,5 +1,5 @@
 /**
- * POST /init's logic (protocol.md §6.2–6.4), serialised by one lock:
+ * POST /init's logic (docs/protocol.md §6.2–6.4), serialised by one lock:
  *
  *  1. wait for the lock (a caller that leaves while waiting gets Unavailable and changes nothing);
  *  2. check the access token against the stored one and the metadata hash (§6.3) → Unauthenticated;

@@ -1,5 +1,5 @@
 /**
- * Firecracker's metadata service (MMDS, protocol.md §7.1): a session token by
+ * Firecracker's metadata service (MMDS, docs/protocol.md §7.1): a session token by
  * `PUT /latest/api/token`, then the data by `GET /` with `X-metadata-token`. Every field is
  * optional and unknown fields are ignored (Wrenn's seed 004: a host that sends no `address` must
  * not break the parse).

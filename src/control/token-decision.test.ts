@@ -11,7 +11,7 @@ test("hashAccessToken is the lowercase hex SHA-512 of the token", () => {
   assert.match(hashAccessToken(""), /^[0-9a-f]{128}$/);
 });
 
-test("the decision table of protocol.md §6.3, row by row", async () => {
+test("the decision table of docs/protocol.md §6.3, row by row", async () => {
   let lookups = 0;
   const mmds = (hash: string | undefined) => async () => {
     lookups++;

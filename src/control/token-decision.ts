@@ -1,5 +1,5 @@
 /**
- * Whether an /init may set or change the access token (protocol.md §6.3, first matching row wins):
+ * Whether an /init may set or change the access token (docs/protocol.md §6.3, first matching row wins):
  *
  * | stored | request | MMDS hash        | result                        |
  * | set    | same    | any              | accept                        |

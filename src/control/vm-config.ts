@@ -28,7 +28,7 @@ export interface VmConfig {
   clockCommand: string | undefined;
 }
 
-/** The flavor-specific names of internal variables, files and hosts (protocol.md §6.5, §7.1). */
+/** The flavor-specific names of internal variables, files and hosts (docs/protocol.md §6.5, §7.1). */
 export interface FlavorNames {
   /** `E2B_SANDBOX`: "true" in Firecracker, "false" with -isnotfc. Also the marker file's name. */
   sandbox: string;

@@ -1,5 +1,5 @@
 /**
- * NFS volume mounts from /init (protocol.md §6.4), as E2B envd does them: for each path not already
+ * NFS volume mounts from /init (docs/protocol.md §6.4), as E2B envd does them: for each path not already
  * mounted for this lifecycleID, unmount what is stale there (`umount --force`, then `--lazy`),
  * `mkdir -p`, and `mount -v -t nfs -o <NFS_OPTIONS> <target> <path>`.
  *

@@ -1,5 +1,5 @@
 /**
- * EntryInfo values as E2B envd computes them (protocol.md §3.2), as a domain type: the RPC layer
+ * EntryInfo values as E2B envd computes them (docs/protocol.md §3.2), as a domain type: the RPC layer
  * turns it into the protobuf message.
  *
  * - type comes from lstat; a symlink reports its target's type; a broken link, socket, device or

@@ -1,6 +1,6 @@
 /**
  * Go's `os.FileMode` text for a Unix `st_mode`, which is what E2B envd puts in
- * `EntryInfo.permissions` (protocol.md §3.2): the type and special-bit letters in Go's bit order
+ * `EntryInfo.permissions` (docs/protocol.md §3.2): the type and special-bit letters in Go's bit order
  * (`d a l T L D p S u g c t ?`), or `-` when none is set, then `rwxrwxrwx`.
  *
  *   0o100644 → `-rw-r--r--`   0o40755 → `drwxr-xr-x`   0o41777 → `dtrwxrwxrwx`

@@ -1,5 +1,5 @@
 /**
- * ListDir as E2B envd walks (protocol.md §3.4): the requested path's symlinks are resolved and it
+ * ListDir as E2B envd walks (docs/protocol.md §3.4): the requested path's symlinks are resolved and it
  * must be a directory; the walk itself never follows symlinks (so a link loop cannot trap it),
  * visits names in byte order, depth first, and returns every entry at most `depth` levels below
  * the root (root excluded). Paths are reported under the path as requested, not the resolved one.

@@ -1,5 +1,5 @@
 /**
- * The watch guard of E2B envd (protocol.md §3.5): inotify sees only local changes, so watching a
+ * The watch guard of E2B envd (docs/protocol.md §3.5): inotify sees only local changes, so watching a
  * network or FUSE filesystem silently misses what other machines do. Such paths are refused
  * unless the client opts in with `allow_network_mounts`.
  */

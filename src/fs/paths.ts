@@ -1,5 +1,5 @@
 /**
- * Path resolution shared by the filesystem RPCs, Start's cwd and /files (protocol.md §3.3):
+ * Path resolution shared by the filesystem RPCs, Start's cwd and /files (docs/protocol.md §3.3):
  *  1. empty → the default workdir, if one is set;
  *  2. `~` or `~/…` → the user's home plus the rest; `~name/…` is refused;
  *  3. absolute → unchanged;

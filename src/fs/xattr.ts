@@ -1,5 +1,5 @@
 /**
- * User metadata on files, stored as `user.e2b.<key>` extended attributes (protocol.md §3.2, §4.4).
+ * User metadata on files, stored as `user.e2b.<key>` extended attributes (docs/protocol.md §3.2, §4.4).
  *
  * Neither Node nor Bun exposes the xattr syscalls, so this calls libc's listxattr, getxattr,
  * setxattr and removexattr through the runtime's FFI (sys/libc.ts, bound on first use): no native

@@ -9,7 +9,7 @@ test("no token: everything passes", () => {
   assert.equal(isAllowed(s, "GET", "/envs", undefined), true);
 });
 
-test("with a token: only the exempt method+path pairs pass without it (protocol.md §5.1)", () => {
+test("with a token: only the exempt method+path pairs pass without it (docs/protocol.md §5.1)", () => {
   const s = new Session();
   s.setAccessToken("tok");
   for (const [method, path] of [

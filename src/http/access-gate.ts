@@ -1,5 +1,5 @@
 /**
- * The access-token gate (protocol.md §5.1). With no token set everything is open. With one, every
+ * The access-token gate (docs/protocol.md §5.1). With no token set everything is open. With one, every
  * request must carry `X-Access-Token` equal to it (constant time), except the routes that do their
  * own checks or must stay open: GET /health, GET and POST /files, POST /init (and Wrenn's
  * POST /snapshot/prepare).

@@ -1,6 +1,6 @@
 /**
  * What the /files routes share: their dependencies and the access check. GET and POST /files pass
- * the access-token gate and check the token header or a signed URL themselves (protocol.md §5.2);
+ * the access-token gate and check the token header or a signed URL themselves (docs/protocol.md §5.2);
  * the user is the `username` query value (or JSON field), else the session's default user; an
  * unknown user is 401 (§5.3).
  */

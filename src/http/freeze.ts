@@ -1,5 +1,5 @@
 /**
- * E2B's pause endpoints (protocol.md §4.6), all gated by the access token:
+ * E2B's pause endpoints (docs/protocol.md §4.6), all gated by the access token:
  *
  *   POST /freeze?mode=legacy|hierarchy&maxWaitMs=N&maxCgroups=N
  *        freeze the workload's cgroups (after quiescing the daemon). Without maxWaitMs (or ≤ 0):

@@ -1,5 +1,5 @@
 /**
- * GET /files: download (protocol.md §4.3). Ranges, conditional requests and gzip; the domain work
+ * GET /files: download (docs/protocol.md §4.3). Ranges, conditional requests and gzip; the domain work
  * is in ../transfer, this file picks statuses and headers and streams the file with backpressure.
  */
 import { basename, extname } from "node:path";

@@ -1,5 +1,5 @@
 /**
- * POST /files/compose (protocol.md §4.5): concatenate files into one, behind the access-token
+ * POST /files/compose (docs/protocol.md §4.5): concatenate files into one, behind the access-token
  * gate. JSON body `{source_paths, destination, username?}`.
  */
 import { basename } from "node:path";

@@ -1,5 +1,5 @@
 /**
- * POST /files: upload (protocol.md §4.4), raw (`application/octet-stream`) or multipart, each file
+ * POST /files: upload (docs/protocol.md §4.4), raw (`application/octet-stream`) or multipart, each file
  * written to a temporary name and renamed into place (transfer/atomic-write.ts). The body moves
  * through transfer/request-body.ts with backpressure; this file reads the request and picks
  * statuses.

@@ -1,5 +1,5 @@
 /**
- * POST /snapshot/prepare (Wrenn, protocol.md §4.7): quiesce before the host pauses the VM; the
+ * POST /snapshot/prepare (Wrenn, docs/protocol.md §4.7): quiesce before the host pauses the VM; the
  * next /health or /init runs the restore. No body. `?reclaim=1` also drops the page cache (after a
  * sync) so the snapshot carries less memory. 204 with `Cache-Control: no-store`.
  */

@@ -1,5 +1,5 @@
 /**
- * Port forwarding (protocol.md §7.2): every second, read /proc/net/tcp and /proc/net/tcp6; for each
+ * Port forwarding (docs/protocol.md §7.2): every second, read /proc/net/tcp and /proc/net/tcp6; for each
  * port a guest program listens on only on loopback, listen on the host-facing address(es) (by
  * default 169.254.0.21) and relay every connection to the loopback listener. When the listener goes
  * away, the forward is closed, with its open connections.

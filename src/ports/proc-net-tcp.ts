@@ -1,6 +1,6 @@
 /**
  * Pure parsing of `/proc/net/tcp` and `/proc/net/tcp6`, and the choice of which listeners to
- * forward (protocol.md §7.2).
+ * forward (docs/protocol.md §7.2).
  *
  * Line format (after a header line):
  *   sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …

@@ -1,5 +1,5 @@
 /**
- * The workload's cgroup layout (protocol.md §7.3): which groups exist, what limits each gets, and
+ * The workload's cgroup layout (docs/protocol.md §7.3): which groups exist, what limits each gets, and
  * where the daemon's own group is (never frozen). Pure apart from reading /proc/self.
  */
 import { readFileSync } from "node:fs";
@@ -15,7 +15,7 @@ export function workloadMemoryBytes(memTotalBytes: number): number {
   return Math.max(0, memTotalBytes - Math.min(Math.floor(memTotalBytes / 8), 128 * MIB));
 }
 
-/** The files each group gets, in order (protocol.md §7.3). */
+/** The files each group gets, in order (docs/protocol.md §7.3). */
 export function groupSettings(memTotalBytes: number): Record<CgroupKind, [file: string, value: string][]> {
   const m = String(workloadMemoryBytes(memTotalBytes));
   return {

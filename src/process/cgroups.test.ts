@@ -42,7 +42,7 @@ describe("cgroup settings", () => {
     assert.equal(workloadMemoryBytes(0), 0);
   });
 
-  test("groups and values of protocol.md §7.3", () => {
+  test("groups and values of docs/protocol.md §7.3", () => {
     const s = groupSettings(1024 * MIB);
     const m = String(896 * MIB);
     assert.deepEqual(s.pty, [

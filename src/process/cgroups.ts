@@ -1,5 +1,5 @@
 /**
- * cgroup v2 groups for the workload (protocol.md §7.3): `ptys` (PTY children), `user` (pipe
+ * cgroup v2 groups for the workload (docs/protocol.md §7.3): `ptys` (PTY children), `user` (pipe
  * children) and `socats` (port forwarders), created under `-cgroup-root` with their limits, and
  * freeze/thaw of the workload before a snapshot (§4.6).
  *

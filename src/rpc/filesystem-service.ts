@@ -1,6 +1,8 @@
 /**
  * Filesystem service: resolve the user and path, check the request, call the domain (src/fs),
- * build messages. Errors keep their Connect codes; nothing here touches the disk itself.
+ * build messages. Errors keep their Connect codes. The one disk access of its own is the watch
+ * pre-check (stat of the directory and its filesystem type, docs/protocol.md §3.5); everything else
+ * goes through src/fs.
  */
 import { stat } from "node:fs/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -40,7 +42,7 @@ export interface FilesystemServiceDeps {
   watchers: WatcherRegistry;
 }
 
-/** Requests from the old Python SDK get the pre-0.6 message shapes (protocol.md §3.6). */
+/** Requests from the old Python SDK get the pre-0.6 message shapes (docs/protocol.md §3.6). */
 const LEGACY_USER_AGENT = "connect-python";
 
 export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImpl<typeof Filesystem> {

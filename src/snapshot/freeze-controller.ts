@@ -1,5 +1,5 @@
 /**
- * E2B's pause hooks (protocol.md §4.6): `/freeze` and `/unfreeze` freeze and thaw the workload's
+ * E2B's pause hooks (docs/protocol.md §4.6): `/freeze` and `/unfreeze` freeze and thaw the workload's
  * cgroups, `/fsfreeze` and `/fsthaw` freeze and thaw the root filesystem (FIFREEZE / FITHAW).
  *
  * /freeze also prepares the daemon for the snapshot (SnapshotLifecycle.prepare: loops stopped,

@@ -1,5 +1,5 @@
 /**
- * Snapshot and restore (protocol.md §4.6, §4.7, §7.4): what the daemon does before the VM is
+ * Snapshot and restore (docs/protocol.md §4.6, §4.7, §7.4): what the daemon does before the VM is
  * paused and snapshotted, and once it runs again — possibly as one of several clones, on another
  * host, minutes later.
  *

@@ -1,5 +1,5 @@
 /**
- * Response encoding for GET /files from `Accept-Encoding` (protocol.md §4.3). gzip is the only
+ * Response encoding for GET /files from `Accept-Encoding` (docs/protocol.md §4.3). gzip is the only
  * coding we produce besides identity.
  *
  * Entries are tried by q-value, highest first (stable for equal q); q=0 entries are skipped.

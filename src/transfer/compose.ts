@@ -1,5 +1,5 @@
 /**
- * POST /files/compose (protocol.md §4.5): concatenate uploaded chunks into one file.
+ * POST /files/compose (docs/protocol.md §4.5): concatenate uploaded chunks into one file.
  *
  * Sources are checked first (each must exist and be a regular file, none may be the
  * destination), then copied in order into `<destination>.e2b-compose.<uuid>.tmp` (owned by the

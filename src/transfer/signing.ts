@@ -1,5 +1,5 @@
 /**
- * Signed `/files` URLs (protocol.md §5.2): who may read or write a file without the access-token
+ * Signed `/files` URLs (docs/protocol.md §5.2): who may read or write a file without the access-token
  * header. Pure: the caller passes the stored token, the request's values and the clock.
  *
  *   signature = "v1_" + base64std_nopad(sha256("path:operation:username:token[:expiration]"))

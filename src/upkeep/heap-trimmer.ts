@@ -1,6 +1,6 @@
 /**
  * Gives memory back after a burst. Both runtimes keep most of their peak once a 1 GiB stream, a
- * transfer or a few hundred commands are over (../shared/research/runtime.md), measured with
+ * transfer or a few hundred commands are over, measured with
  * `npm run bench` (docs/benchmarks.md):
  *  - Node: the freed buffers stay in glibc's malloc heap (RSS ~1.8× idle for good);
  *  - Bun: nothing is collected while the daemon is idle, and a child's pipe buffers (64 KiB each)

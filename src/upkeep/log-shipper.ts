@@ -1,6 +1,6 @@
 /**
  * Ships the daemon's own log lines to the log collector named by the metadata's `address`
- * (protocol.md §7.1), as E2B envd does in Firecracker: each JSON line is POSTed on its own with
+ * (docs/protocol.md §7.1), as E2B envd does in Firecracker: each JSON line is POSTed on its own with
  * `instanceID` and `envID` added, `Content-Type: application/json`.
  *
  * Lines written before the metadata arrives wait in a queue bounded to LOG_QUEUE_MAX_BYTES (the

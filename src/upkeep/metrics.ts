@@ -1,5 +1,5 @@
 /**
- * Guest metrics for GET /metrics (protocol.md §4.2), in E2B envd's field names and units.
+ * Guest metrics for GET /metrics (docs/protocol.md §4.2), in E2B envd's field names and units.
  *
  * - CPU: a background sampler reads /proc/stat once a second (Wrenn's seed 004: a per-request
  *   sample is unstable); `cpu_used_pct` is the busy share of the last full interval, 2 decimals,
