@@ -6,8 +6,10 @@ import type { Config } from "./config.ts";
 import { Ports } from "./gen/envd/ports_pb.js";
 import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
 import { Process } from "./gen/process/process_pb.js";
-import { addRoutes } from "./http/routes.ts";
+import { addRoutes, addUpgradeRoutes, type RouteDeps } from "./http/routes.ts";
+import { readOwnMemoryProtection } from "./control/memory-protection.ts";
 import { Router } from "./http/router.ts";
+import { UpgradeRouter } from "./http/upgrade-router.ts";
 import type { Logger } from "./log.ts";
 import { createCgroups } from "./process/cgroups.ts";
 import { ProcessManager } from "./process/process-manager.ts";
@@ -125,11 +127,13 @@ export async function createDaemon(
       if (!config.isNotFc) metadata.start(60_000);
     },
   });
+  const upgrades = new UpgradeRouter(log.child({ component: "ws" }));
 
   const server = new EnvdServer({
     log,
     session,
     router,
+    upgrades,
     rpc,
     rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/", "/envd.Ports/"],
     shutdownSignal: shutdown.signal,
@@ -149,7 +153,7 @@ export async function createDaemon(
     ],
   });
   const vmLifecycle = vm;
-  addRoutes(router, {
+  const routeDeps: RouteDeps = {
     flavor: config.flavor,
     session,
     users,
@@ -159,7 +163,11 @@ export async function createDaemon(
     snapshot: vm.snapshot,
     freezer: vm.freezer,
     onHealth: (socket) => vmLifecycle.onHealth(socket),
-  });
+    processes,
+    memory: () => readOwnMemoryProtection(cgroups.root),
+  };
+  addRoutes(router, routeDeps);
+  addUpgradeRoutes(upgrades, routeDeps);
   const address = await server.listen(config.port, config.host);
   if (config.cmd !== undefined && config.cmd !== "") {
     await startBootCommand(config.cmd, { processes, users, session, log });

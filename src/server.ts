@@ -12,7 +12,9 @@ import { applyCors } from "./http/cors.ts";
 import { header } from "./http/headers.ts";
 import { writeJsonError } from "./http/respond.ts";
 import type { Router } from "./http/router.ts";
+import type { UpgradeRouter } from "./http/upgrade-router.ts";
 import type { Session } from "./session.ts";
+import { refuseUpgrade } from "./ws/websocket.ts";
 
 type NodeHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
@@ -20,6 +22,8 @@ export interface ServerDeps {
   log: Logger;
   session: Session;
   router: Router;
+  /** WebSocket routes (GET with `Upgrade: websocket` over HTTP/1.1). */
+  upgrades?: UpgradeRouter;
   rpc: NodeHandler;
   rpcPrefixes: string[];
   shutdownSignal: AbortSignal;
@@ -47,8 +51,19 @@ export class EnvdServer {
     this.#deps = deps;
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       this.#handle(req, res);
-    this.#h1 = http.createServer({ keepAliveTimeout: 640_000, requestTimeout: 0, headersTimeout: 60_000 }, handler);
+    this.#h1 = http.createServer(
+      {
+        keepAliveTimeout: 640_000,
+        requestTimeout: 0,
+        headersTimeout: 60_000,
+        // Only WebSocket upgrades to a WebSocket route leave the request path; any other
+        // `Upgrade` (curl's h2c offer, a WebSocket to a REST path) is an ordinary request.
+        shouldUpgradeCallback: (req) => this.#isUpgrade(req),
+      },
+      handler,
+    );
     this.#h1.timeout = 0;
+    this.#h1.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => this.#upgrade(req, socket, head));
     this.#h2 = http2.createServer({}, handler);
     this.#tcp = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
   }
@@ -122,6 +137,32 @@ export class EnvdServer {
       }
     };
     socket.on("data", onData);
+  }
+
+  #isUpgrade(req: IncomingMessage): boolean {
+    const upgrades = this.#deps.upgrades;
+    if (!upgrades || req.method !== "GET" || (req.headers.upgrade ?? "").toLowerCase() !== "websocket") return false;
+    return upgrades.has(new URL(req.url ?? "/", "http://envd").pathname);
+  }
+
+  #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const { log, session, upgrades, shutdownSignal } = this.#deps;
+    const url = new URL(req.url ?? "/", "http://envd");
+    const info = this.connections.get(socket);
+    // An upgraded connection is never idle: only shutdown (or the relay ending) closes it.
+    if (info) {
+      info.requests++;
+      info.inFlight++;
+    }
+    if (!upgrades) return void socket.destroy();
+    if (!isAllowed(session, "GET", url.pathname, header(req, "x-access-token"))) {
+      refuseUpgrade(socket, 401, UNAUTHORIZED_MESSAGE);
+      return;
+    }
+    upgrades.handle({ req, socket, head, url, signal: shutdownSignal }).catch((err: unknown) => {
+      log.error("upgrade failed", { path: url.pathname, err });
+      socket.destroy();
+    });
   }
 
   /** Counts an HTTP/1.1 request on its connection until its response is done (for closeIdleConnections). */

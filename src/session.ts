@@ -10,13 +10,32 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 
 export class Session {
-  defaultUser = "root";
+  #defaultUser = "root";
+  #defaultUserDelivered = false;
   defaultWorkdir: string | undefined;
   /** Variables the daemon itself defines (E2B_SANDBOX, sandbox and template ids): /init cannot override them. */
   readonly internalEnv = new Map<string, string>();
   /** Variables from the last applied /init: replaced as a whole, never merged. */
   initEnv = new Map<string, string>();
   #accessToken: Buffer | undefined;
+
+  /** The user requests act as when they name none: root until /init delivers one. */
+  get defaultUser(): string {
+    return this.#defaultUser;
+  }
+
+  set defaultUser(name: string) {
+    this.#defaultUser = name;
+    this.#defaultUserDelivered = true;
+  }
+
+  /**
+   * False while no /init has delivered a default user (root is then a fallback, not a choice):
+   * `X-Envd-Defaults` says so, and E2B's orchestrator uses it to see a user lost across a restart.
+   */
+  get defaultUserDelivered(): boolean {
+    return this.#defaultUserDelivered;
+  }
 
   /** The default environment of every process: /init variables, then the internal ones. */
   defaultEnv(): Record<string, string> {

@@ -1,16 +1,21 @@
 /**
- * The REST route table: every path the daemon answers outside Connect, in one place. daemon.ts
- * builds the domain objects and calls `addRoutes` once, before the server listens.
+ * The REST route table: every path the daemon answers outside Connect, in one place, and the
+ * WebSocket routes beside it (`addUpgradeRoutes`: HTTP/1.1 upgrades handed over by server.ts).
+ * daemon.ts builds the domain objects and calls both once, before the server listens.
  */
 import type { Socket } from "node:net";
 import type { InitService } from "../control/init-service.ts";
+import type { MemoryProtection } from "../control/memory-protection.ts";
 import type { Flavor } from "../control/vm-config.ts";
 import type { Logger } from "../log.ts";
 import type { Session } from "../session.ts";
 import type { FreezeController } from "../snapshot/freeze-controller.ts";
 import type { SnapshotLifecycle } from "../snapshot/snapshot-lifecycle.ts";
 import type { CpuSampler } from "../upkeep/metrics.ts";
+import type { ProcessManager } from "../process/process-manager.ts";
 import type { UserDb } from "../users/user-db.ts";
+import { postCollapse } from "./collapse.ts";
+import { getExec, getExecUpgrade } from "./exec.ts";
 import { getEnvs } from "./envs.ts";
 import { getFiles } from "./get-files.ts";
 import { postFiles } from "./post-files.ts";
@@ -21,6 +26,8 @@ import { postInit } from "./init.ts";
 import { getMetrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
 import { postSnapshotPrepare } from "./snapshot.ts";
+import { getTunnel, getTunnelUpgrade } from "./tunnel.ts";
+import type { UpgradeRouter } from "./upgrade-router.ts";
 
 export interface RouteDeps {
   flavor: Flavor;
@@ -33,6 +40,9 @@ export interface RouteDeps {
   freezer: FreezeController;
   /** Runs before every GET /health answer (after a snapshot prepare: the restore). */
   onHealth: (socket: Socket | undefined) => Promise<void>;
+  processes: ProcessManager;
+  /** The memory protection on the daemon's cgroup chain, for X-Envd-Memory (read per /init). */
+  memory: () => MemoryProtection;
 }
 
 export function addRoutes(router: Router, deps: RouteDeps): Router {
@@ -43,12 +53,24 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
     .add("GET", "/files", getFiles(files))
     .add("POST", "/files", postFiles(files))
     .add("POST", "/files/compose", postFilesCompose(files))
-    .add("POST", "/init", postInit(deps.init))
+    .add("POST", "/init", postInit(deps.init, session, deps.memory))
     .add("GET", "/envs", getEnvs(session))
     .add("GET", "/metrics", getMetrics(deps.cpu))
     .add("POST", "/snapshot/prepare", postSnapshotPrepare(deps.snapshot))
     .add("POST", "/freeze", postFreeze(deps.freezer))
     .add("POST", "/unfreeze", postUnfreeze(deps.freezer))
     .add("POST", "/fsfreeze", postFsFreeze(deps.freezer))
-    .add("POST", "/fsthaw", postFsThaw(deps.freezer));
+    .add("POST", "/fsthaw", postFsThaw(deps.freezer))
+    .add("POST", "/collapse", postCollapse(deps.log.child({ component: "collapse" })))
+    // Without an upgrade (or over HTTP/2): validated, then 426.
+    .add("GET", "/tunnel", getTunnel())
+    .add("GET", "/exec", getExec());
+}
+
+/** The WebSocket routes; every path here is also a REST route above (for the 426). */
+export function addUpgradeRoutes(upgrades: UpgradeRouter, deps: RouteDeps): UpgradeRouter {
+  const { session } = deps;
+  return upgrades
+    .add("/tunnel", getTunnelUpgrade(deps.log.child({ component: "tunnel" })))
+    .add("/exec", getExecUpgrade({ processes: deps.processes, users: deps.users, session, log: deps.log.child({ component: "exec" }) }));
 }

@@ -18,6 +18,7 @@ import { resolveUser } from "../users/resolve-user.ts";
 import type { UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { usernameFromAuthorization } from "./request-user.ts";
+import { startRequestOf } from "./start-request.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>;
@@ -49,30 +50,8 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     },
 
     async *start(req, ctx) {
-      const p = req.process;
-      if (!p) throw new EnvdError(Code.InvalidArgument, "process is required");
       const user = resolveUser(users, usernameFromAuthorization(ctx.requestHeader.get("authorization")), session.defaultUser, "rpc");
-      let pty: { cols: number; rows: number } | undefined;
-      if (req.pty) {
-        const cols = req.pty.size?.cols ?? 0;
-        const rows = req.pty.size?.rows ?? 0;
-        if (cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
-          throw new EnvdError(Code.InvalidArgument, `invalid PTY size ${cols}x${rows}: cols and rows must be 1..65535`);
-        }
-        pty = { cols, rows };
-      }
-      const timeoutMs = ctx.timeoutMs();
-      const handle = await processes.start({
-        cmd: p.cmd,
-        args: p.args,
-        envs: p.envs,
-        cwd: p.cwd,
-        user,
-        tag: req.tag,
-        pty,
-        stdin: req.stdin ?? true,
-        timeoutMs: timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined,
-      });
+      const handle = await processes.start(startRequestOf(req, user, ctx.timeoutMs()));
       yield* streamEvents(handle, false, ctx);
     },
 

@@ -260,3 +260,31 @@ function tryLoadXattr(): { calls: XattrCalls | undefined; error: string | undefi
   }
   return { calls: undefined, error: lastError };
 }
+
+/**
+ * `madvise(addr, length, advice)` with the address as a plain integer (the daemon's own mappings,
+ * from /proc/self/maps, for POST /collapse), or undefined without FFI. Returns 0 or -1. Bound on
+ * first use, on its own, so the main table does not depend on it.
+ */
+export function loadMadvise(): ((addr: bigint, length: bigint, advice: number) => number) | undefined {
+  madviseFn ??= bindMadvise();
+  return madviseFn === null ? undefined : madviseFn;
+}
+
+let madviseFn: ((addr: bigint, length: bigint, advice: number) => number) | null | undefined;
+
+const MADVISE_SYMBOLS: Record<string, [args: CType[], returns: CType]> = { madvise: [["u64", "u64", "i32"], "i32"] };
+
+function bindMadvise(): ((addr: bigint, length: bigint, advice: number) => number) | null {
+  const isBun = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
+  for (const name of LIBC_NAMES) {
+    try {
+      const { fns } = isBun ? bindBun(name, MADVISE_SYMBOLS) : bindNode(name, MADVISE_SYMBOLS);
+      const madvise = fns.madvise as Fn;
+      return (addr, length, advice) => Number(madvise(addr, length, advice));
+    } catch {
+      // the next name
+    }
+  }
+  return null;
+}
