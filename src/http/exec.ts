@@ -9,11 +9,9 @@
 import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
-import { usernameFromAuthorization } from "../rpc/request-user.ts";
 import type { Session } from "../session.ts";
-import { resolveUser } from "../users/resolve-user.ts";
 import type { UserDb } from "../users/user-db.ts";
-import { runExecSession } from "../ws/exec-session.ts";
+import { execUserOf, runExecSession } from "../ws/exec-session.ts";
 import { header } from "./headers.ts";
 import type { RouteHandler } from "./router.ts";
 import type { UpgradeHandler } from "./upgrade-router.ts";
@@ -27,9 +25,7 @@ export interface ExecDeps {
 
 export function getExecUpgrade(deps: ExecDeps): UpgradeHandler {
   return async ({ req, url, accept }) => {
-    const authorization = header(req, "authorization");
-    const requested = authorization !== undefined ? usernameFromAuthorization(authorization) : url.searchParams.get("username") || undefined;
-    const user = resolveUser(deps.users, requested, deps.session.defaultUser, "rpc");
+    const user = execUserOf(deps.users, deps.session, header(req, "authorization"), url.searchParams.get("username"));
     const ws = await accept();
     await runExecSession(ws, { processes: deps.processes, user, log: deps.log });
   };

@@ -14,12 +14,15 @@
  */
 import { fromJsonString } from "@bufbuild/protobuf";
 import { Code, EnvdError } from "../errors.ts";
-import { StartRequestSchema } from "../gen/process/process_pb.js";
+import { type StartRequest, StartRequestSchema } from "../gen/process/process_pb.js";
 import type { Logger } from "../log.ts";
 import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
+import { usernameFromAuthorization } from "../rpc/request-user.ts";
 import { startRequestOf } from "../rpc/start-request.ts";
-import type { User } from "../users/user-db.ts";
+import type { Session } from "../session.ts";
+import { resolveUser } from "../users/resolve-user.ts";
+import type { User, UserDb } from "../users/user-db.ts";
 import { endMessage, errorMessage, outputFrame, parseControl, startMessage } from "./exec-protocol.ts";
 import { keepAlive, SendWindow, type WebSocket, WS_SEND_HIGH_WATER_BYTES, WS_SEND_LOW_WATER_BYTES } from "./websocket.ts";
 
@@ -33,6 +36,16 @@ export interface ExecSessionDeps {
 }
 
 type Incoming = { data: Buffer; isBinary: boolean };
+
+/**
+ * The user an exec runs as, by Process/Start's rules: `Authorization: Basic base64(user:)`, else
+ * the default user; `?username=` stands in when there is no Authorization header (a browser cannot
+ * set one on a WebSocket). Unknown → Unauthenticated, with Start's message.
+ */
+export function execUserOf(users: UserDb, session: Session, authorization: string | undefined, queryName: string | null): User {
+  const requested = authorization !== undefined ? usernameFromAuthorization(authorization) : queryName || undefined;
+  return resolveUser(users, requested, session.defaultUser, "rpc");
+}
 
 /** Runs the session; resolves when the WebSocket has closed. */
 export function runExecSession(ws: WebSocket, deps: ExecSessionDeps): Promise<void> {
@@ -64,7 +77,7 @@ export function runExecSession(ws: WebSocket, deps: ExecSessionDeps): Promise<vo
   };
 
   const start = async (msg: Incoming) => {
-    let req;
+    let req: StartRequest;
     try {
       req = fromJsonString(StartRequestSchema, msg.data.toString("utf8"), { ignoreUnknownFields: true });
     } catch (err) {
