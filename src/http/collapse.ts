@@ -1,5 +1,5 @@
 /**
- * POST /collapse (E2B envd ≥ 0.6.5, called by the orchestrator just before a pause): fold the
+ * POST /collapse (docs/protocol.md §4.9, called by the orchestrator just before a pause): fold the
  * daemon's own anonymous memory into 2 MiB hugepages (src/upkeep/heap-collapse.ts) and answer 200
  * `{"regions","chunks","collapsed","alreadyHuge","skipped","elapsedMs"}` with `no-store`. Best
  * effort: where nothing can be collapsed the counts say so and it is still a 200. Calls that

@@ -1,5 +1,5 @@
 /**
- * GET /tunnel?host=&port= (E2B envd, ../shared/research/anchors-2026-12.md §2.2): a WebSocket
+ * GET /tunnel?host=&port= (docs/protocol.md §4.8): a WebSocket
  * relay to a TCP port inside the sandbox. `host` defaults to `localhost`; `port` must be 1–65535
  * (400 `port must be between 1 and 65535, got N`). The target is dialled before the upgrade, with a
  * 10 s timeout, so a refused or unreachable target is an ordinary 502 `failed to connect to
