@@ -13,6 +13,7 @@ import type { Logger } from "../log.ts";
 import type { User } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { childEnv, planLaunch, type SystemTools } from "./launch-plan.ts";
+import { spawnTurn } from "./spawn-turns.ts";
 import type { ProcessHandle } from "./process-handle.ts";
 import { ProcessTable } from "./process-table.ts";
 
@@ -79,6 +80,8 @@ export class ProcessManager implements AsyncDisposable {
       },
       this.#tools,
     );
+    // One spawn per event-loop turn, so a start storm does not freeze the daemon (spawn-turns.ts).
+    await spawnTurn();
     return this.table.start({
       plan,
       config: { cmd: req.cmd, args: req.args, envs: req.envs, cwd: req.cwd },
