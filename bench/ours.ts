@@ -95,7 +95,7 @@ export async function runOurs(
     const afterThroughput = await rest(sizes.burstSettleMs);
 
     log(`${runtime}: ${sizes.streams} concurrent streams`);
-    const streams = await attempt("streams", () => measureOursStreams(pid, sbx, user.name, sizes.streams));
+    const streams = await attempt("streams", () => measureOursStreams(pid, sbx, user.name, sizes.streams, envd.url));
     const afterStreams = await rest(sizes.burstSettleMs);
 
     const remote = join(user.home, "transfer.bin");

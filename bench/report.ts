@@ -259,6 +259,13 @@ export function buildRows(r: Results): Row[] {
       };
     }),
   );
+  rows.push(
+    row(`/health while ${sizes.streams} commands start (ms; p99)`, "—", "—", "p99 ≤ 100 ms", ours, (run) => {
+      const h = need(run.streams).healthMs;
+      if (!h) throw new Missing({ unavailable: "not measured" });
+      return { value: f1(h.p99), ratio: `p50 ${f1(h.p50)}, max ${f0(h.max)} ms (${h.n} probes)`, met: h.p99 <= 100 };
+    }),
+  );
 
   // Watch.
   rows.push(
