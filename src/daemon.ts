@@ -1,15 +1,18 @@
 /**
  * Builds the subsystems in order, wires them to the server, and tears them down in reverse.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.ts";
 import { Ports } from "./gen/envd/ports_pb.js";
 import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
 import { Process } from "./gen/process/process_pb.js";
-import { addRoutes, addUpgradeRoutes, type RouteDeps } from "./http/routes.ts";
 import { readOwnMemoryProtection } from "./control/memory-protection.ts";
+import { addRoutes, addUpgradeRoutes, type RouteDeps } from "./http/routes.ts";
 import { Router } from "./http/router.ts";
 import { UpgradeRouter } from "./http/upgrade-router.ts";
+import { DisposableStore, toDisposable } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { createCgroups } from "./process/cgroups.ts";
 import { ProcessManager } from "./process/process-manager.ts";
@@ -37,24 +40,53 @@ import { protectDaemonFromOom } from "./upkeep/oom-score.ts";
 import { flavorNames, internalEnvNames } from "./control/vm-config.ts";
 import { VolumeMounter } from "./control/volume-mounts.ts";
 
-export interface Daemon {
+type RpcHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+
+export interface Daemon extends AsyncDisposable {
   port: number;
-  /** Graceful shutdown: stop accepting, end processes (SIGTERM, then SIGKILL), close connections. Idempotent. */
+  /**
+   * Graceful shutdown: stop accepting, end processes (SIGTERM, then SIGKILL), close connections.
+   * Idempotent; `[Symbol.asyncDispose]` is the same.
+   */
   close(): Promise<void>;
 }
 
 /** Largest RPC request message accepted (an upload goes through /files, not RPC). */
 const RPC_READ_MAX_BYTES = 64 << 20;
-/** How long shutdown waits for open responses to finish before destroying their connections. */
-const SHUTDOWN_DRAIN_MS = 1_000;
 
+/**
+ * Builds every subsystem and starts listening. Each one is handed to one DisposableStore in the
+ * statement that creates it, so closing (or a start that fails half-way, a port already taken
+ * for example) disposes exactly what exists, in reverse order: the listener stops accepting,
+ * the background loops and the snapshot machinery stop, the processes end (their streams get
+ * their end events while idle keep-alive connections are closed), watches end, request signals
+ * abort, and last the open connections are drained and closed.
+ */
 export async function createDaemon(
   config: Config,
   log: Logger,
   env: NodeJS.ProcessEnv,
   extras: { logShipper?: LogShipper | undefined } = {},
 ): Promise<Daemon> {
-  const shutdown = new AbortController();
+  const store = new DisposableStore();
+  try {
+    return await build(store, config, log, env, extras);
+  } catch (err) {
+    await store[Symbol.asyncDispose]().catch((disposeErr: unknown) =>
+      log.warn("cleanup after a failed start failed too", { err: String(disposeErr) }),
+    );
+    throw err;
+  }
+}
+
+async function build(
+  store: DisposableStore,
+  config: Config,
+  log: Logger,
+  env: NodeJS.ProcessEnv,
+  extras: { logShipper?: LogShipper | undefined },
+): Promise<Daemon> {
+  const path = env.PATH ?? "";
   protectDaemonFromOom(log);
   const session = new Session();
   const names = flavorNames(config.flavor);
@@ -65,33 +97,51 @@ export async function createDaemon(
   } catch (err) {
     vmLog.warn("could not write the boot marker", { dir: config.vm.runDir, err: String(err) });
   }
-  const mmds = new MmdsClient(config.vm.mmdsUrl);
-  const metadata = new MetadataPoller({
-    client: mmds,
-    session,
-    names,
-    runDir: config.vm.runDir,
-    log: vmLog,
-    onData: (data) => extras.logShipper?.setTarget(data),
-  });
-  if (!config.isNotFc) metadata.start();
-  const cpu = new CpuSampler();
-  cpu.start();
-  // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
-  const heap = new HeapTrimmer({ log: log.child({ component: "heap" }) });
-  heap.start();
+
+  // Request handlers are bound below, once the services exist; nothing is served before listen().
+  const router = new Router(log.child({ component: "http" }));
+  const upgrades = new UpgradeRouter(log.child({ component: "ws" }));
+  const rpcHandler: { handle?: RpcHandler } = {};
+  const shutdown = new AbortController();
+  // Disposed last: drain and close the connections that are still open.
+  const server = store.add(
+    new EnvdServer({
+      log,
+      session,
+      router,
+      upgrades,
+      rpc: (req, res) => rpcHandler.handle?.(req, res),
+      rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/", "/envd.Ports/"],
+      shutdownSignal: shutdown.signal,
+    }),
+  );
+  // Then: every request's signal aborts (streams end, waits give up).
+  store.add(toDisposable(() => shutdown.abort()));
+
+  const watches = store.add(new WatchEngine(log.child({ component: "watch" })));
+  const watchers = store.add(new WatcherRegistry());
   const users = new UserDb();
   const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
-  const processes = new ProcessManager({ session, log, daemonPath: env.PATH ?? "", cgroupOf: (kind) => cgroups.procsPath(kind) });
-  // Snapshot/restore, port forwarding, freeze: built once the server exists (below).
-  let vm: VmLifecycle | undefined;
-  const watches = new WatchEngine(log.child({ component: "watch" }));
-  const watchers = new WatcherRegistry();
+  const processes = new ProcessManager({ session, log, daemonPath: path, cgroupOf: (kind) => cgroups.procsPath(kind) });
+  store.add(
+    toDisposable(async () => {
+      // Keep-alive connections must not carry new requests while processes end: close them as
+      // soon as they are idle (streams keep theirs until their end event is written).
+      server.closeIdleConnections();
+      const idleSweep = setInterval(() => server.closeIdleConnections(), 50);
+      idleSweep.unref();
+      // Ending the processes ends their streams with a proper end event.
+      await processes[Symbol.asyncDispose]().finally(() => clearInterval(idleSweep));
+    }),
+  );
+  processes.detectTools();
+
   // WatchPorts / WaitForPort; hides the daemon's own port forwards (they mirror a guest listener).
   const forwardAddresses = new Set(config.lifecycle.forwardAddresses);
   const portScanner = new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) });
+  store.add(toDisposable(() => portScanner.stop()));
 
-  const rpc = connectNodeAdapter({
+  rpcHandler.handle = connectNodeAdapter({
     routes: (router) => {
       router.service(Process, createProcessService({ processes, users, session }));
       router.service(Filesystem, createFilesystemService({ users, session, watches, watchers }));
@@ -107,8 +157,43 @@ export async function createDaemon(
     interceptors: [errorInterceptor(log.child({ component: "rpc" }))],
   });
 
-  const setClock = createClockSetter(config.vm.clockCommand, env.PATH ?? "");
-  const router = new Router(log.child({ component: "http" }));
+  const mmds = new MmdsClient(config.vm.mmdsUrl);
+  const metadata = new MetadataPoller({
+    client: mmds,
+    session,
+    names,
+    runDir: config.vm.runDir,
+    log: vmLog,
+    onData: (data) => extras.logShipper?.setTarget(data),
+  });
+  store.add(toDisposable(() => metadata.stop()));
+  if (!config.isNotFc) metadata.start();
+  const cpu = new CpuSampler();
+  store.add(toDisposable(() => cpu.stop()));
+  cpu.start();
+  // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
+  const heap = new HeapTrimmer({ log: log.child({ component: "heap" }) });
+  store.add(toDisposable(() => heap.stop()));
+  heap.start();
+
+  const setClock = createClockSetter(config.vm.clockCommand, path);
+  // Snapshot/restore, port forwarding, reclaim, freeze; it stops the loops it was given on a snapshot.
+  const vm: VmLifecycle = store.add(
+    createVmLifecycle({
+      lifecycle: config.lifecycle,
+      log,
+      path,
+      server,
+      cgroups,
+      setClock,
+      loops: [
+        { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
+        { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
+        portScanner,
+        { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
+      ],
+    }),
+  );
   const init = new InitService({
     session,
     users,
@@ -123,36 +208,10 @@ export async function createDaemon(
     shutdownSignal: shutdown.signal,
     // As E2B envd: after each /init, look at the metadata again for up to 60 s (resume updates it).
     onInit: () => {
-      vm?.onInit();
+      vm.onInit();
       if (!config.isNotFc) metadata.start(60_000);
     },
   });
-  const upgrades = new UpgradeRouter(log.child({ component: "ws" }));
-
-  const server = new EnvdServer({
-    log,
-    session,
-    router,
-    upgrades,
-    rpc,
-    rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/", "/envd.Ports/"],
-    shutdownSignal: shutdown.signal,
-  });
-  vm = createVmLifecycle({
-    lifecycle: config.lifecycle,
-    log,
-    path: env.PATH ?? "",
-    server,
-    cgroups,
-    setClock,
-    loops: [
-      { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
-      { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
-      portScanner,
-      { name: "metadata-poller", start: () => !config.isNotFc && metadata.start(60_000), stop: () => metadata.stop() },
-    ],
-  });
-  const vmLifecycle = vm;
   const routeDeps: RouteDeps = {
     flavor: config.flavor,
     session,
@@ -162,47 +221,20 @@ export async function createDaemon(
     cpu,
     snapshot: vm.snapshot,
     freezer: vm.freezer,
-    onHealth: (socket) => vmLifecycle.onHealth(socket),
+    onHealth: (socket) => vm.onHealth(socket),
     processes,
     memory: () => readOwnMemoryProtection(cgroups.root),
   };
   addRoutes(router, routeDeps);
   addUpgradeRoutes(upgrades, routeDeps);
+
   const address = await server.listen(config.port, config.host);
+  // Disposed first: no new connections while everything else winds down.
+  store.add(toDisposable(() => void server.stopAccepting()));
   if (config.cmd !== undefined && config.cmd !== "") {
     await startBootCommand(config.cmd, { processes, users, session, log });
   }
 
-  let closing: Promise<void> | undefined;
-  return {
-    port: address.port,
-    close() {
-      closing ??= (async () => {
-        const stopped = server.stopAccepting();
-        metadata.stop();
-        cpu.stop();
-        heap.stop();
-        await vm?.[Symbol.asyncDispose]();
-        // Keep-alive connections must not carry new requests while processes end: close them as
-        // soon as they are idle (streams keep theirs until their end event is written).
-        server.closeIdleConnections();
-        const idleSweep = setInterval(() => server.closeIdleConnections(), 50);
-        idleSweep.unref();
-        // Ending the processes ends their streams with a proper end event.
-        await processes[Symbol.asyncDispose]().finally(() => clearInterval(idleSweep));
-        watchers[Symbol.dispose]();
-        await watches[Symbol.asyncDispose]();
-        shutdown.abort();
-        // Give finished responses a moment to flush, closing connections as they go idle.
-        const deadline = Date.now() + SHUTDOWN_DRAIN_MS;
-        while (server.connections.size > 0 && Date.now() < deadline) {
-          server.closeIdleConnections();
-          await new Promise((r) => setTimeout(r, 10).unref());
-        }
-        server.closeConnections();
-        await stopped;
-      })();
-      return closing;
-    },
-  };
+  const close = () => store[Symbol.asyncDispose]();
+  return { port: address.port, close, [Symbol.asyncDispose]: close };
 }

@@ -31,10 +31,12 @@ export interface ServerDeps {
 
 const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** How long closing waits for open responses to finish before destroying their connections. */
+const SHUTDOWN_DRAIN_MS = 1_000;
 /** Idle time before the first TCP keepalive probe on an accepted connection. */
 const TCP_KEEPALIVE_MS = 30_000;
 
-export class EnvdServer {
+export class EnvdServer implements AsyncDisposable {
   readonly #deps: ServerDeps;
   readonly #tcp: net.Server;
   readonly #h1: http.Server;
@@ -46,6 +48,7 @@ export class EnvdServer {
    * connection stays open across the snapshot (snapshot/snapshot-lifecycle.ts).
    */
   keepAlive = true;
+  #stopped: Promise<void> | undefined;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
@@ -78,9 +81,32 @@ export class EnvdServer {
     });
   }
 
-  /** Stops accepting; open connections stay until `closeConnections`. */
+  /**
+   * Stops accepting; open connections stay until `closeConnections`. Idempotent: resolves once the
+   * listener is closed and every connection it accepted has gone.
+   */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => this.#tcp.close(() => resolve()));
+    this.#stopped ??= new Promise((resolve) => this.#tcp.close(() => resolve()));
+    return this.#stopped;
+  }
+
+  /**
+   * Stops accepting, gives open responses up to `drainMs` to finish (closing connections as they
+   * go idle), destroys the rest, and resolves once the listener is closed. Idempotent.
+   */
+  async close(drainMs = SHUTDOWN_DRAIN_MS): Promise<void> {
+    const stopped = this.stopAccepting();
+    const deadline = Date.now() + drainMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      this.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, 10).unref());
+    }
+    this.closeConnections();
+    await stopped;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** Destroys every connection accepted at or before `before` (all when omitted). */

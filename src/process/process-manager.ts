@@ -38,25 +38,36 @@ export class ProcessManager implements AsyncDisposable {
   readonly #daemonPath: string;
   readonly #cgroupOf: CgroupPlacer;
   #tools: SystemTools;
+  /** Cuts the background ionice check short at disposal (detectTools). */
+  readonly #probe = new AbortController();
 
   constructor(opts: { session: Session; log: Logger; daemonPath: string; cgroupOf?: CgroupPlacer }) {
     this.#session = opts.session;
     this.#daemonPath = opts.daemonPath;
     this.#cgroupOf = opts.cgroupOf ?? (() => undefined);
     this.table = new ProcessTable(opts.log.child({ component: "process" }));
-    const find = (name: string) => findExecutable(name, opts.daemonPath);
+    this.#tools = { setpriv: undefined, nice: undefined, ionice: undefined, daemonNice: 0 };
+  }
+
+  /**
+   * Looks for the tools the launch wrapper uses (setpriv, nice, ionice) and the daemon's own
+   * priorities. Call once before the first start; the ionice check runs in the background and is
+   * cut short by disposal.
+   */
+  detectTools(): void {
+    const find = (name: string) => findExecutable(name, this.#daemonPath);
     this.#tools = { setpriv: find("setpriv"), nice: find("nice"), ionice: undefined, daemonNice: safePriority() };
     // Children inherit the daemon's I/O priority. Reset it with ionice only when the daemon's own
     // differs from the default (class none, or best-effort 4): an extra exec costs ~3 ms a start.
     const ionice = find("ionice");
-    if (ionice) {
-      execFile(ionice, ["-p", String(process.pid)], { timeout: 5_000 }, (err, stdout) => {
-        if (err || /^(none: prio \d+|best-effort: prio 4)\s*$/.test(stdout)) return;
-        execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000 }, (err2) => {
-          if (!err2) this.#tools = { ...this.#tools, ionice };
-        });
+    if (!ionice) return;
+    const { signal } = this.#probe;
+    execFile(ionice, ["-p", String(process.pid)], { timeout: 5_000, signal }, (err, stdout) => {
+      if (err || signal.aborted || /^(none: prio \d+|best-effort: prio 4)\s*$/.test(stdout)) return;
+      execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000, signal }, (err2) => {
+        if (!err2) this.#tools = { ...this.#tools, ionice };
       });
-    }
+    });
   }
 
   async start(req: StartRequest): Promise<ProcessHandle> {
@@ -93,6 +104,7 @@ export class ProcessManager implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#probe.abort();
     await this.table.close();
   }
 }

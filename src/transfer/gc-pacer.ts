@@ -24,20 +24,26 @@ const MIN_INTERVAL_MS = 50;
 /** Node: every this many collections is a full one (chunks that outlived two scavenges). */
 const MAJOR_EVERY = 8;
 
-const collect = pickCollector();
+/** Picked on the first collection that is due, not at import: picking sets a V8 flag. */
+let collect: (() => void) | undefined;
+let picked = false;
 let sinceGc = 0;
 let lastGcAt = 0;
 
 /** Reports bytes a transfer moved; may run a collection. Cheap when it does not. */
 export function noteTransferred(bytes: number): void {
-  if (!collect) return;
+  if (picked && !collect) return;
   sinceGc += bytes;
   if (sinceGc < GC_EVERY_BYTES) return;
   const now = performance.now();
   if (now - lastGcAt < MIN_INTERVAL_MS) return;
   sinceGc = 0;
   lastGcAt = now;
-  collect();
+  if (!picked) {
+    collect = pickCollector();
+    picked = true;
+  }
+  collect?.();
 }
 
 function pickCollector(): (() => void) | undefined {

@@ -116,7 +116,8 @@ export class HeapTrimmer {
   readonly #opts: HeapTrimmerOptions;
   readonly #rss: () => number;
   readonly #now: () => number;
-  readonly #trim: Trim | undefined;
+  #trim: Trim | undefined;
+  #trimLoaded: boolean;
   #timer: NodeJS.Timeout | undefined;
   #state: TrimState | undefined;
   /** Trims done so far. */
@@ -126,7 +127,17 @@ export class HeapTrimmer {
     this.#opts = opts;
     this.#rss = opts.rss ?? (() => process.memoryUsage.rss());
     this.#now = opts.now ?? (() => performance.now());
-    this.#trim = opts.trim ?? loadTrim();
+    this.#trim = opts.trim;
+    this.#trimLoaded = opts.trim !== undefined;
+  }
+
+  /** `loadTrim()` on first use, not in the constructor (it binds libc and sets a V8 flag). */
+  #trimmer(): Trim | undefined {
+    if (!this.#trimLoaded) {
+      this.#trim = loadTrim();
+      this.#trimLoaded = true;
+    }
+    return this.#trim;
   }
 
   get running(): boolean {
@@ -135,7 +146,7 @@ export class HeapTrimmer {
 
   /** Samples every interval. Idempotent; does nothing where the runtime cannot trim. */
   start(): void {
-    if (this.#timer || !this.#trim) return;
+    if (this.#timer || !this.#trimmer()) return;
     this.#timer = setInterval(() => this.tick(), this.#opts.intervalMs ?? TRIM_INTERVAL_MS);
     this.#timer.unref();
   }
@@ -160,7 +171,7 @@ export class HeapTrimmer {
       this.#state = { ...state, level: Math.min(state.level, rss), baseline: Math.min(state.baseline, rss), previous: rss };
       return undefined;
     }
-    this.#trim?.();
+    this.#trimmer()?.();
     const after = this.#rss();
     this.trims++;
     this.#state = afterTrim(state, reason, rss, after, now);
