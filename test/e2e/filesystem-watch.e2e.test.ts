@@ -17,6 +17,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { execFileSync } from "node:child_process";
+import { tmpdir as tmpdirOf } from "node:os";
 import { join } from "node:path";
 import { after, afterEach, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -94,12 +95,22 @@ function maxQueuedEvents(): number {
 
 const BURST = 10_000;
 
+/** Whether a FUSE mount can really be made here (bindfs installed, /dev/fuse usable, allowed to mount). */
 const hasBindfs = (() => {
+  if (!isRoot) return false;
+  const probe = mkdtempSync(join(tmpdirOf(), "envd-fuse-probe-"));
+  const src = join(probe, "src");
+  const dst = join(probe, "dst");
+  mkdirSync(src);
+  mkdirSync(dst);
   try {
-    execFileSync("bindfs", ["--version"], { stdio: "ignore" });
-    return isRoot;
+    execFileSync("bindfs", [src, dst], { stdio: "ignore", timeout: 10_000 });
+    execFileSync("umount", [dst], { stdio: "ignore", timeout: 10_000 });
+    return true;
   } catch {
     return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
   }
 })();
 /** Streams not yet aborted by their test (a failing test must not leave watches behind). */
@@ -238,7 +249,7 @@ for (const runtime of RUNTIMES) {
       assert.ok((await envd.filesystem.stat({ path: d })).entry);
     });
 
-    test("a FUSE mount is refused unless allowNetworkMounts is set", { skip: !hasBindfs && "needs bindfs (apt-get install bindfs)" }, async () => {
+    test("a FUSE mount is refused unless allowNetworkMounts is set", { skip: !hasBindfs && "needs a working FUSE mount (root, bindfs, /dev/fuse)" }, async () => {
       const src = freshDir();
       const mnt = freshDir();
       execFileSync("bindfs", [src, mnt]);
