@@ -16,6 +16,11 @@ export const EXIT_RETENTION_MS = 30_000;
 export class ProcessTable implements AsyncDisposable {
   readonly #live = new Map<number, ProcessHandle>();
   readonly #retained = new Map<number, { handle: ProcessHandle; timer: NodeJS.Timeout }>();
+  /**
+   * Starts whose spawn is still being awaited. close() waits for them before it signals, so a
+   * process whose spawn was in flight when shutdown began is signalled too, never left behind.
+   */
+  readonly #starting = new Set<Promise<unknown>>();
   readonly #log: Logger;
   readonly #retentionMs: number;
   #closed = false;
@@ -25,8 +30,19 @@ export class ProcessTable implements AsyncDisposable {
     this.#retentionMs = retentionMs;
   }
 
-  async start(opts: StartOptions): Promise<ProcessHandle> {
-    if (this.#closed) throw new EnvdError(Code.Unavailable, "envd is shutting down");
+  start(opts: StartOptions): Promise<ProcessHandle> {
+    if (this.#closed) return Promise.reject(new EnvdError(Code.Unavailable, "envd is shutting down"));
+    const started = this.#startAndRegister(opts);
+    const settled = started.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#starting.add(settled);
+    void settled.then(() => this.#starting.delete(settled));
+    return started;
+  }
+
+  async #startAndRegister(opts: StartOptions): Promise<ProcessHandle> {
     const handle = await ProcessHandle.start(opts);
     this.#forgetRetained(handle.pid);
     if (handle.tag !== undefined) {
@@ -92,6 +108,8 @@ export class ProcessTable implements AsyncDisposable {
   async close(graceMs = 2_000): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A start that passed the #closed check is still spawning: let it land in #live first.
+    await Promise.all([...this.#starting]);
     const live = this.list();
     for (const h of live) h.signal("SIGTERM");
     const all = Promise.all(live.map((h) => h.exited));

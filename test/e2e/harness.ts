@@ -5,6 +5,12 @@
  *   await using envd = await startDaemon({ runtime: "bun" });
  *
  * Disposal sends SIGTERM and checks the daemon exits 0 and leaves no child process behind.
+ *
+ * That check is real because the test process makes itself a child subreaper
+ * (prctl(PR_SET_CHILD_SUBREAPER) through the daemon's own FFI table): a process that outlives the
+ * daemon is re-parented to this process, not to PID 1, so after the daemon exits it shows up as a
+ * new child of ours. Without FFI the check falls back to the daemon's descendants recorded just
+ * before the stop signal (pid and start time), which misses processes spawned during shutdown.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -16,6 +22,7 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 import { Filesystem } from "../../src/gen/filesystem/filesystem_pb.js";
 import { Process } from "../../src/gen/process/process_pb.js";
 import { Sandbox } from "e2b";
+import { loadLibc, PR_SET_CHILD_SUBREAPER } from "../../src/sys/libc.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -29,6 +36,16 @@ export const RUNTIMES: Runtime[] = (process.env.ENVD_RUNTIMES ?? "bun,node")
   .filter((s): s is Runtime => s === "bun" || s === "node");
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Daemons started by this process and not stopped yet. */
+const liveDaemons = new Set<number>();
+const ownGroup = Number(statFields(process.pid)?.[2]);
+
+/** Whether orphans of a daemon come to this process (see the header). */
+export const isSubreaper = (() => {
+  const libc = loadLibc();
+  return libc !== undefined && libc.prctl(PR_SET_CHILD_SUBREAPER, 1) === 0;
+})();
 
 /** Creates a throwaway user (`useradd` with `args`), removing a leftover one of that name first. */
 export function createTestUser(name: string, args: string[]): void {
@@ -79,6 +96,8 @@ export interface Daemon extends AsyncDisposable {
   sandbox(options?: { envdAccessToken?: string }): Promise<Sandbox>;
   /** Sends SIGTERM and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** After stop(): the processes that outlived the daemon (killed by the harness), as "pid:start cmd". */
+  leftBehind(): string[];
   child: ChildProcess;
 }
 
@@ -117,6 +136,8 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     });
   });
   const url = `http://${options.urlHost ?? "127.0.0.1"}:${port}`;
+  const daemonStart = Number(statFields(child.pid as number)?.[19] ?? 0);
+  liveDaemons.add(child.pid as number);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
 
   const transport = (o: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> } = {}) => {
@@ -138,12 +159,41 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const json = transport();
   const bin = transport({ binary: true });
   let stopped: Promise<number | null> | undefined;
+  /** Processes that outlived the daemon, as "pid:starttime cmdline". */
+  let leftBehind: string[] = [];
   const stop = (signal: NodeJS.Signals = "SIGTERM") => {
     stopped ??= (async () => {
+      const ownChildrenBefore = new Set(childrenOf(process.pid));
+      const daemonTree = descendantsOf(child.pid as number).map(identity).filter((id) => id !== undefined);
       child.kill(signal);
       const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       const code = await exited;
       clearTimeout(timer);
+      liveDaemons.delete(child.pid as number);
+      // Orphans of the daemon are now children of ours, in a session or group the daemon (or its
+      // children) made; the test's own helpers and other daemons share our process group. With
+      // another daemon still running, only the children that appeared during this stop count.
+      const orphans = isSubreaper
+        ? childrenOf(process.pid).filter((pid) => {
+            const f = statFields(pid);
+            if (!f || Number(f[2]) === ownGroup || pid === child.pid) return false;
+            if (Number(f[19]) < daemonStart) return false;
+            return liveDaemons.size === 0 || !ownChildrenBefore.has(pid);
+          })
+        : [];
+      const survivors = [
+        ...orphans.map(identity),
+        ...daemonTree.filter((id) => identity(Number(id.split(":")[0])) === id),
+      ].filter((id): id is string => id !== undefined);
+      leftBehind = [...new Set(survivors)].map((id) => `${id} ${cmdline(Number(id.split(":")[0]))}`);
+      // Never leave them running for the next test, whatever the assertion says.
+      for (const id of survivors) {
+        try {
+          process.kill(Number(id.split(":")[0]), "SIGKILL");
+        } catch {
+          // gone
+        }
+      }
       return code;
     })();
     return stopped;
@@ -169,13 +219,48 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
           new Sandbox({ debug: true, sandboxUrl: url, sandboxId: "debug_sandbox_id", envdVersion: "99.99.99", envdAccessToken: o.envdAccessToken }),
     stop,
     async [Symbol.asyncDispose]() {
-      const pid = child.pid as number;
       const code = await stop();
       if (code !== 0) throw new Error(`daemon exited with ${code}: ${stderr.join("")}`);
-      const left = descendantsOf(pid);
-      if (left.length > 0) throw new Error(`daemon left processes behind: ${left.join(", ")}`);
+      if (leftBehind.length > 0) throw new Error(`daemon left processes behind: ${leftBehind.join(", ")}`);
     },
+    leftBehind: () => leftBehind,
   };
+}
+
+/** Live (not zombie) direct children of `pid`. */
+export function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    const fields = statFields(Number(name));
+    if (fields && Number(fields[1]) === pid && fields[0] !== "Z" && fields[0] !== "X") out.push(Number(name));
+  }
+  return out;
+}
+
+/** `/proc/<pid>/stat` from the state field on (state, ppid, pgrp, …), or undefined if gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** "pid:starttime" of a live process (pids are reused quickly on a busy machine), else undefined. */
+export function identity(pid: number): string | undefined {
+  const fields = statFields(pid);
+  if (!fields || fields[0] === "Z" || fields[0] === "X") return undefined;
+  return `${pid}:${fields[19]}`;
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").trim();
+  } catch {
+    return "?";
+  }
 }
 
 /** pids whose parent chain leads to `pid` (read from /proc). */
