@@ -16,7 +16,11 @@ import { DisposableStore, toDisposable } from "./lifecycle.ts";
 import type { Logger } from "./log.ts";
 import { createCgroups } from "./process/cgroups.ts";
 import { ProcessManager } from "./process/process-manager.ts";
-import { errorInterceptor } from "./rpc/error-interceptor.ts";
+import { Code, EnvdError } from "./errors.ts";
+import { ownTempFiles, sweepLeftovers } from "./fs/own-temp-files.ts";
+import { errorInterceptor, rpcErrorGate } from "./rpc/error-interceptor.ts";
+import { withProtocolErrors } from "./rpc/protocol-errors.ts";
+import { RPC_PREFIXES, RPC_SERVICES } from "./rpc/services.ts";
 import { createProcessService } from "./rpc/process-service.ts";
 import { createFilesystemService } from "./rpc/filesystem-service.ts";
 import { createPortsService } from "./rpc/ports-service.ts";
@@ -111,14 +115,20 @@ async function build(
       router,
       upgrades,
       rpc: (req, res) => rpcHandler.handle?.(req, res),
-      rpcPrefixes: ["/process.Process/", "/filesystem.Filesystem/", "/envd.Ports/"],
+      rpcPrefixes: [...RPC_PREFIXES],
       shutdownSignal: shutdown.signal,
+      flavor: config.flavor,
     }),
   );
   // Then: every request's signal aborts (streams end, waits give up).
-  store.add(toDisposable(() => shutdown.abort()));
+  // Requests still running (an upload) stop and answer 503 with this reason (http/router.ts).
+  store.add(toDisposable(() => shutdown.abort(new EnvdError(Code.Unavailable, "the daemon is shutting down", { httpStatus: 503 }))));
 
   const watches = store.add(new WatchEngine(log.child({ component: "watch" })));
+  // Uploads' temporary files: journaled so a crash's leftovers are removed at the next start.
+  const stateDir = env.ENVD_STATE_DIR || "/var/lib/envd";
+  ownTempFiles.configure({ stateDir, log: log.child({ component: "files" }) });
+  sweepLeftovers(stateDir, log.child({ component: "files" }));
   const watchers = store.add(new WatcherRegistry());
   const users = new UserDb();
   const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
@@ -141,7 +151,8 @@ async function build(
   const portScanner = new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) });
   store.add(toDisposable(() => portScanner.stop()));
 
-  rpcHandler.handle = connectNodeAdapter({
+  // Unknown methods, wrong HTTP methods and content types get a body that says so (protocol-errors.ts).
+  const rpcAdapter = connectNodeAdapter({
     routes: (router) => {
       router.service(Process, createProcessService({ processes, users, session }));
       router.service(Filesystem, createFilesystemService({ users, session, watches, watchers }));
@@ -154,8 +165,10 @@ async function build(
     readMaxBytes: RPC_READ_MAX_BYTES,
     jsonOptions: { ignoreUnknownFields: true },
     shutdownSignal: shutdown.signal,
-    interceptors: [errorInterceptor(log.child({ component: "rpc" }))],
+    interceptors: [errorInterceptor()],
+    requestGate: rpcErrorGate(log.child({ component: "rpc" })),
   });
+  rpcHandler.handle = withProtocolErrors(rpcAdapter, RPC_SERVICES);
 
   const mmds = new MmdsClient(config.vm.mmdsUrl);
   const metadata = new MetadataPoller({

@@ -43,6 +43,10 @@ export function fromNodeError(err: unknown, what: string): EnvdError {
     case "EMFILE":
     case "ENFILE":
       return new EnvdError(Code.ResourceExhausted, `${what}: too many open files`, { cause: err });
+    case "EAGAIN":
+      return new EnvdError(Code.ResourceExhausted, `${what}: resource temporarily unavailable`, { cause: err });
+    case "ENOMEM":
+      return new EnvdError(Code.ResourceExhausted, `${what}: out of memory`, { cause: err });
     case "ENOSPC":
       return new EnvdError(Code.ResourceExhausted, `${what}: not enough disk space available`, {
         cause: err,
@@ -82,4 +86,35 @@ export function httpStatusOf(err: unknown): number {
   if (err instanceof EnvdError && err.httpStatus !== undefined) return err.httpStatus;
   if (err instanceof ConnectError) return HTTP_STATUS[err.code] ?? 500;
   return 500;
+}
+
+/** errno values that mean the machine ran out of something (processes, memory, descriptors, disk). */
+const RESOURCE_ERRNOS = new Set(["EAGAIN", "ENOMEM", "EMFILE", "ENFILE", "ENOSPC"]);
+
+/**
+ * Why a process could not be started: out of resources → ResourceExhausted (retry later); the
+ * request's deadline or cancellation → DeadlineExceeded / Canceled; anything else (no such
+ * program, not executable, bad cwd) → InvalidArgument, as E2B envd answers.
+ */
+export function spawnError(err: unknown, signal?: AbortSignal): EnvdError {
+  if (err instanceof EnvdError) return err;
+  const detail = (err as Error | undefined)?.message ?? String(err);
+  if (signal?.aborted) return abortError(signal, `process not started: ${detail}`);
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (errno !== undefined && RESOURCE_ERRNOS.has(errno)) {
+    return new EnvdError(Code.ResourceExhausted, `failed to start process: ${detail}`, { cause: err });
+  }
+  return new EnvdError(Code.InvalidArgument, `failed to start process: ${detail}`, { cause: err });
+}
+
+/** The error for work stopped by an aborted request signal: its own ConnectError, a deadline, or a cancellation. */
+export function abortError(signal: AbortSignal, what: string): EnvdError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError) {
+    return new EnvdError(reason.code === Code.DeadlineExceeded ? Code.DeadlineExceeded : reason.code, `${what}: ${reason.rawMessage}`, { cause: reason });
+  }
+  if ((reason as Error | undefined)?.name === "TimeoutError") {
+    return new EnvdError(Code.DeadlineExceeded, `${what}: the request deadline passed`, { cause: reason });
+  }
+  return new EnvdError(Code.Canceled, `${what}: the request was canceled`, { cause: reason });
 }

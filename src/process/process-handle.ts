@@ -7,7 +7,8 @@
  * at most `drainGraceMs` of silence.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { Code, EnvdError } from "../errors.ts";
+import { Code, EnvdError, spawnError } from "../errors.ts";
+import { inputStateError } from "./input-error.ts";
 import type { LaunchPlan } from "./launch-plan.ts";
 import { type ExitStatus, exitStatusOf } from "./exit-status.ts";
 import { type OutputStream, OutputFanout, type Subscription, type FanoutLimits } from "./output-fanout.ts";
@@ -90,7 +91,7 @@ export class ProcessHandle {
     });
     const pid = await new Promise<number>((resolve, reject) => {
       child.once("spawn", () => resolve(child.pid as number));
-      child.once("error", (err) => reject(new EnvdError(Code.InvalidArgument, `failed to start process: ${err.message}`, { cause: err })));
+      child.once("error", (err) => reject(spawnError(err)));
     });
     const handle = new ProcessHandle(opts, pid);
     handle.#child = child;
@@ -149,7 +150,7 @@ export class ProcessHandle {
         },
       });
     } catch (err) {
-      throw new EnvdError(Code.InvalidArgument, `failed to start process: ${(err as Error).message}`, { cause: err });
+      throw spawnError(err);
     }
     handle = new ProcessHandle(opts, pty.pid);
     handle.#pty = pty;
@@ -190,10 +191,10 @@ export class ProcessHandle {
 
   /** Writes to stdin (pipes) and resolves once the data is handed to the kernel or buffered under the high-water mark. */
   async writeStdin(data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    if (this.isPty) throw new EnvdError(Code.Internal, "cannot write stdin to a PTY process: send pty input instead");
+    if (this.isPty) throw inputStateError("pty-has-no-stdin");
     const stdin = this.#child?.stdin;
     if (!this.#stdinOpen || !stdin || stdin.destroyed || stdin.writableEnded) {
-      throw new EnvdError(Code.Internal, "stdin is not enabled or already closed for this process");
+      throw inputStateError(this.#status ? "ended" : "stdin-closed");
     }
     if (data.byteLength === 0) return;
     if (!stdin.write(data)) await waitDrain(stdin, signal);
@@ -201,22 +202,22 @@ export class ProcessHandle {
 
   /** Writes to the terminal (PTY processes only). */
   writePty(data: Uint8Array): void {
-    if (!this.#pty) throw new EnvdError(Code.Internal, "cannot send pty input to a process without a PTY: send stdin instead");
-    if (this.#status) throw new EnvdError(Code.Internal, "process has already exited");
+    if (!this.#pty) throw inputStateError("no-pty");
+    if (this.#status || this.#exitInfo) throw inputStateError("ended");
     if (data.byteLength > 0) this.#pty.write(data);
   }
 
   /** EOF on stdin. Repeating it, or a process started without stdin, is fine. */
   closeStdin(): void {
     if (this.isPty) {
-      throw new EnvdError(Code.Unknown, "cannot close stdin for PTY process — send Ctrl+D (0x04) instead");
+      throw inputStateError("pty-close-stdin");
     }
     this.#stdinOpen = false;
     this.#child?.stdin?.end();
   }
 
   resize(cols: number, rows: number): void {
-    if (!this.#pty) throw new EnvdError(Code.Internal, "cannot resize: the process has no PTY");
+    if (!this.#pty) throw inputStateError("no-pty");
     if (cols < 1 || rows < 1 || cols > 65535 || rows > 65535) {
       throw new EnvdError(Code.InvalidArgument, `invalid PTY size ${cols}x${rows}`);
     }
@@ -313,7 +314,7 @@ function waitDrain(stream: NodeJS.WritableStream, signal: AbortSignal | undefine
       else resolve();
     };
     const onDrain = () => done();
-    const onClose = () => done(new EnvdError(Code.Internal, "stdin was closed while writing"));
+    const onClose = () => done(inputStateError("stdin-closed-while-writing"));
     const onAbort = () => done(signal?.reason ?? new EnvdError(Code.Canceled, "write cancelled"));
     stream.on("drain", onDrain);
     stream.on("close", onClose);

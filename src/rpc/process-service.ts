@@ -3,7 +3,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { Code, EnvdError } from "../errors.ts";
+import { abortError, Code, EnvdError } from "../errors.ts";
 import {
   type Process,
   type ProcessEventSchema,
@@ -51,7 +51,12 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
 
     async *start(req, ctx) {
       const user = resolveUser(users, usernameFromAuthorization(ctx.requestHeader.get("authorization")), session.defaultUser, "rpc");
-      const handle = await processes.start(startRequestOf(req, user, ctx.timeoutMs()));
+      // A deadline that passed before we got here (a tiny Connect-Timeout-Ms, a late body) starts
+      // nothing (startRequestOf refuses it): a process with no time left would run with no limit.
+      if (ctx.signal.aborted) throw abortError(ctx.signal, "process not started");
+      const handle = await processes.start(startRequestOf(req, user, ctx.timeoutMs())).catch((err: unknown) => {
+        throw ctx.signal.aborted ? abortError(ctx.signal, "process not started") : err;
+      });
       yield* streamEvents(handle, false, ctx);
     },
 

@@ -10,6 +10,9 @@ import type { User } from "../users/user-db.ts";
 export function startRequestOf(req: StartMessage, user: User, timeoutMs: number | undefined): StartRequest {
   const p = req.process;
   if (!p) throw new EnvdError(Code.InvalidArgument, "process is required");
+  if (timeoutMs !== undefined && timeoutMs <= 0) {
+    throw new EnvdError(Code.DeadlineExceeded, "process not started: the request deadline had already passed");
+  }
   let pty: { cols: number; rows: number } | undefined;
   if (req.pty) {
     const cols = req.pty.size?.cols ?? 0;
@@ -28,6 +31,6 @@ export function startRequestOf(req: StartMessage, user: User, timeoutMs: number 
     tag: req.tag,
     pty,
     stdin: req.stdin ?? true,
-    timeoutMs: timeoutMs !== undefined && timeoutMs > 0 ? timeoutMs : undefined,
+    timeoutMs,
   };
 }
