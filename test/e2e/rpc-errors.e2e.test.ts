@@ -8,10 +8,11 @@ import http2 from "node:http2";
 import { describe, test } from "node:test";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Filesystem } from "../../src/gen/filesystem/filesystem_pb.js";
+import { Ports } from "../../src/gen/envd/ports_pb.js";
 import { Process } from "../../src/gen/process/process_pb.js";
 import { type Daemon, eventually, RUNTIMES, startDaemon } from "./harness.ts";
 
-const SERVICES: DescService[] = [Process, Filesystem];
+const SERVICES: DescService[] = [Process, Filesystem, Ports];
 /** Field 1, length-delimited, with a length varint that never ends: "premature EOF". */
 const MALFORMED = new Uint8Array([0x0a, 0xff]);
 
