@@ -14,6 +14,7 @@ import { basename } from "node:path";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import type { UserDb } from "../users/user-db.ts";
 import { goFileModeText, isDirectoryMode, isRegularMode, isSymlinkMode, permissionBits } from "./file-mode.ts";
+import { isOwnTempName } from "./own-temp-files.ts";
 import { readMetadata } from "./xattr.ts";
 
 export type EntryType = "file" | "directory" | "unspecified";
@@ -41,6 +42,8 @@ export type OwnerNames = Pick<UserDb, "userName" | "groupName">;
  * other failures keep their errno mapping (fromNodeError).
  */
 export async function entryInfo(path: string, names: OwnerNames): Promise<Entry> {
+  // The daemon's own in-flight temporary files (uploads) are not there for anybody (own-temp-files.ts).
+  if (isOwnTempName(basename(path))) throw new EnvdError(Code.NotFound, `file not found: ${path}`);
   let st: import("node:fs").BigIntStats;
   try {
     st = await lstat(path, { bigint: true });
@@ -53,6 +56,7 @@ export async function entryInfo(path: string, names: OwnerNames): Promise<Entry>
 
 /** Like `entryInfo`, but undefined when the path no longer exists (for listings and events). */
 export async function entryInfoIfExists(path: string, names: OwnerNames): Promise<Entry | undefined> {
+  if (isOwnTempName(basename(path))) return undefined;
   let st: import("node:fs").BigIntStats;
   try {
     st = await lstat(path, { bigint: true });

@@ -12,6 +12,7 @@ import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
 import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { EFD_CLOEXEC, EFD_NONBLOCK, libcLoadError, loadLibc } from "../sys/libc.ts";
+import { ownTempFiles } from "./own-temp-files.ts";
 import type { WorkerCommand, WorkerMessage } from "./watch-worker.ts";
 
 /**
@@ -70,8 +71,26 @@ export class WatchEngine implements AsyncDisposable {
   readonly #entries = new Map<number, Entry>();
   #disposed = false;
 
+  readonly #syncs = new Map<number, () => void>();
+  #nextSync = 1;
+
   constructor(log: Logger) {
     this.#log = log;
+    // Our own temporary files are forgotten only once their events have been read and hidden.
+    ownTempFiles.setBarrier(() => this.sync());
+  }
+
+  /**
+   * Resolves once the watch thread has read (and this thread received) every event the kernel
+   * had queued when it was called. Immediate when nothing is watched.
+   */
+  sync(): Promise<void> {
+    if (!this.#worker || this.#entries.size === 0) return Promise.resolve();
+    const token = this.#nextSync++;
+    return new Promise((resolve) => {
+      this.#syncs.set(token, resolve);
+      this.#send({ op: "sync", token });
+    });
   }
 
   /** Number of live watches (for tests and metrics). */
@@ -144,6 +163,11 @@ export class WatchEngine implements AsyncDisposable {
       this.#onWorkerDeath(`the watch thread failed: ${m.message}`);
       return;
     }
+    if (m.t === "synced") {
+      this.#syncs.get(m.token)?.();
+      this.#syncs.delete(m.token);
+      return;
+    }
     const entry = this.#entries.get(m.id);
     if (!entry) return;
     switch (m.t) {
@@ -152,7 +176,10 @@ export class WatchEngine implements AsyncDisposable {
         entry.armed = undefined;
         return;
       case "events":
-        entry.sink.onEvents(m.events);
+        {
+          const events = ownTempFiles.rewriteWatchEvents(m.events);
+          if (events.length > 0) entry.sink.onEvents(events);
+        }
         return;
       case "end": {
         this.#entries.delete(m.id);
@@ -169,6 +196,9 @@ export class WatchEngine implements AsyncDisposable {
   #onWorkerDeath(message: string): void {
     if (!this.#worker) return;
     this.#worker = undefined;
+    // No event can come any more: nothing to wait for.
+    for (const resolve of this.#syncs.values()) resolve();
+    this.#syncs.clear();
     this.#port?.close();
     this.#port = undefined;
     if (this.#wakeFd >= 0) {

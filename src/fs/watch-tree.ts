@@ -41,8 +41,14 @@ export interface TreeSyscalls {
   readDir(path: string): { name: string; isDir: boolean; hasData: boolean }[] | undefined;
 }
 
-/** [name relative to the watched directory, OP_* bits] */
-export type TreeEvent = [string, number];
+/**
+ * [name relative to the watched directory, OP_* bits, and for the arrival half of a rename inside
+ * the tree the name it came from (paired by the kernel's cookie)]
+ */
+export type TreeEvent = [name: string, ops: number, from?: string];
+
+/** Renames whose arrival half is still to come; the kernel queues the two halves back to back. */
+const MAX_PENDING_RENAMES = 256;
 
 export type TreeEnd =
   | { kind: "overflow" }
@@ -67,6 +73,8 @@ export class WatchTree {
   readonly #scanned = new Set<string>();
   /** Files with content reported by a scan, whose own WRITE may still be in the queue. */
   readonly #scannedWrites = new Set<string>();
+  /** cookie → name, from IN_MOVED_FROM until its IN_MOVED_TO. */
+  readonly #movedFrom = new Map<number, string>();
   #rootWd = -1;
   #end: TreeEnd | undefined;
 
@@ -129,7 +137,15 @@ export class WatchTree {
       let ops = opsOfMask(r.mask);
       if (ops & OP_CREATE && this.#scanned.delete(rel)) ops &= ~OP_CREATE;
       if (ops & OP_WRITE && this.#scannedWrites.delete(rel)) ops &= ~OP_WRITE;
-      if (ops) out.push([rel, ops]);
+      let from: string | undefined;
+      if (r.mask & IN_MOVED_FROM && r.cookie !== 0) {
+        if (this.#movedFrom.size >= MAX_PENDING_RENAMES) this.#movedFrom.clear();
+        this.#movedFrom.set(r.cookie, rel);
+      } else if (r.mask & IN_MOVED_TO && r.cookie !== 0) {
+        from = this.#movedFrom.get(r.cookie);
+        this.#movedFrom.delete(r.cookie);
+      }
+      if (ops) out.push(from === undefined ? [rel, ops] : [rel, ops, from]);
       if (this.recursive && r.mask & IN_ISDIR) {
         if (r.mask & (IN_MOVED_FROM | IN_DELETE)) this.#dropSubtree(rel, (r.mask & IN_MOVED_FROM) !== 0);
         if (r.mask & (IN_CREATE | IN_MOVED_TO)) this.#addSubtree(rel, out);
@@ -142,6 +158,7 @@ export class WatchTree {
   drained(): void {
     this.#scanned.clear();
     this.#scannedWrites.clear();
+    this.#movedFrom.clear();
   }
 
   /**

@@ -13,20 +13,25 @@ import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "
 import { IN_CLOEXEC, IN_NONBLOCK, parseEvents } from "./inotify.ts";
 import { EAGAIN, EINTR, type Libc, libcLoadError, loadLibc, POLLERR, POLLIN, POLLNVAL } from "../sys/libc.ts";
 import { compileExcludes } from "./exclude-globs.ts";
-import { WatchTree } from "./watch-tree.ts";
+import { type TreeEvent, WatchTree } from "./watch-tree.ts";
 
 export type WorkerCommand =
   | { op: "watch"; id: number; root: string; recursive: boolean; exclude?: string[] }
   | { op: "unwatch"; id: number }
+  /** Read every instance until its queue is empty, then answer `synced`: everything queued before is posted. */
+  | { op: "sync"; token: number }
   | { op: "exit" };
 
 export type WorkerMessage =
   | { t: "armed"; id: number; watches: number }
-  | { t: "events"; id: number; events: [string, number][] }
+  | { t: "events"; id: number; events: TreeEvent[] }
+  | { t: "synced"; token: number }
   | { t: "end"; id: number; kind: "overflow" | "watch-limit" | "gone" | "failed"; errno?: number; path?: string }
   | { t: "fatal"; message: string };
 
 const READ_BUFFER_BYTES = 256 * 1024;
+/** A sync reads until the queue is empty, but gives up on a tree that never stops changing. */
+const SYNC_READS = 4096;
 /** Reads from one instance per poll round, so one busy tree cannot starve the others. */
 const READS_PER_ROUND = 8;
 
@@ -98,15 +103,18 @@ function run(libc: Libc): void {
       const cmd = m.message as WorkerCommand;
       if (cmd.op === "exit") return false;
       if (cmd.op === "watch") watch(cmd.id, cmd.root, cmd.recursive, cmd.exclude ?? []);
-      else {
+      else if (cmd.op === "sync") {
+        for (const inst of [...byId.values()]) drain(inst, SYNC_READS);
+        post({ t: "synced", token: cmd.token });
+      } else {
         const inst = byId.get(cmd.id);
         if (inst) close(inst);
       }
     }
   };
 
-  const drain = (inst: Instance) => {
-    for (let i = 0; i < READS_PER_ROUND; i++) {
+  const drain = (inst: Instance, reads = READS_PER_ROUND) => {
+    for (let i = 0; i < reads; i++) {
       const n = libc.read(inst.fd, buf, buf.length);
       if (n < 0) {
         const errno = libc.errno();

@@ -18,11 +18,11 @@ import { dirname, join } from "node:path";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import { type Metadata, writeMetadata } from "../fs/xattr.ts";
 import { ensureDirs, type Owner } from "../fs/make-dir.ts";
+import { ownTempFiles, UPLOAD_TEMP_PREFIX } from "../fs/own-temp-files.ts";
 import { resolveWriteTarget } from "./dirs.ts";
 import { noteTransferred } from "./gc-pacer.ts";
 
 export const WRITE_BATCH_BYTES = 256 << 10;
-const TEMP_PREFIX = ".e2b-upload-";
 
 export interface AtomicWriteOptions {
   owner: Owner;
@@ -68,7 +68,9 @@ export async function writeFileAtomically(
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw fromNodeError(err, `error getting file info of '${target}'`);
   }
 
-  const tempPath = options.tempPath ?? join(dir, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
+  const tempPath = options.tempPath ?? join(dir, `${UPLOAD_TEMP_PREFIX}${randomBytes(8).toString("hex")}`);
+  // Watchers, ListDir and Stat never see this name; a crash's leftover is swept at the next start.
+  const own = ownTempFiles.register(tempPath, keepMode !== undefined);
   let handle: FileHandle | undefined;
   try {
     handle = await open(tempPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o666);
@@ -79,6 +81,7 @@ export async function writeFileAtomically(
         httpStatus: 507,
       });
     }
+    ownTempFiles.release(own);
     throw fromNodeError(err, `error opening file '${target}'`);
   }
 
@@ -99,6 +102,7 @@ export async function writeFileAtomically(
       if (!stored) options.onMetadataUnsupported?.(target);
     }
     signal.throwIfAborted();
+    own.bytes = bytes;
     await rename(tempPath, finalPath);
     committed = true;
     return { path: finalPath, bytes };
@@ -107,6 +111,7 @@ export async function writeFileAtomically(
   } finally {
     if (handle) await handle.close().catch(() => {});
     if (!committed) await unlink(tempPath).catch(() => {});
+    ownTempFiles.release(own);
   }
 }
 
@@ -171,5 +176,5 @@ function mapWriteError(err: unknown, target: string, declaredBytes: number | und
 
 /** True for names this module creates (so listings or sweeps can recognise leftovers). */
 export function isUploadTempName(name: string): boolean {
-  return name.startsWith(TEMP_PREFIX);
+  return name.startsWith(UPLOAD_TEMP_PREFIX);
 }
