@@ -6,6 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import type { Flavor } from "./control/vm-config.ts";
 import type { Logger } from "./log.ts";
 import { isAllowed, UNAUTHORIZED_MESSAGE } from "./http/access-gate.ts";
 import { applyCors } from "./http/cors.ts";
@@ -27,6 +28,8 @@ export interface ServerDeps {
   rpc: NodeHandler;
   rpcPrefixes: string[];
   shutdownSignal: AbortSignal;
+  /** Decides which routes the access-token gate exempts (http/auth-table.ts). */
+  flavor?: Flavor;
 }
 
 const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -215,7 +218,7 @@ export class EnvdServer implements AsyncDisposable {
     const url = new URL(req.url ?? "/", "http://envd");
     const method = req.method ?? "GET";
     const token = header(req, "x-access-token");
-    if (!isAllowed(session, method, url.pathname, token)) {
+    if (!isAllowed(session, method, url.pathname, token, this.#deps.flavor)) {
       writeJsonError(res, 401, UNAUTHORIZED_MESSAGE);
       return;
     }

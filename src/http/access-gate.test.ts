@@ -17,10 +17,14 @@ test("with a token: only the exempt method+path pairs pass without it (docs/prot
     ["GET", "/files"],
     ["POST", "/files"],
     ["POST", "/init"],
-    ["POST", "/snapshot/prepare"],
   ] as const) {
     assert.equal(isAllowed(s, method, path, undefined), true, `${method} ${path}`);
   }
+  // Wrenn's host prepares without a token; in the E2B flavor (Go has no such route) it takes the token.
+  assert.equal(isAllowed(s, "POST", "/snapshot/prepare", undefined, "wrenn"), true);
+  assert.equal(isAllowed(s, "POST", "/snapshot/prepare", undefined, "e2b"), false);
+  assert.equal(isAllowed(s, "POST", "/snapshot/prepare", "wrong", "e2b"), false);
+  assert.equal(isAllowed(s, "POST", "/snapshot/prepare", "tok", "e2b"), true);
   for (const [method, path] of [
     ["POST", "/process.Process/List"],
     ["POST", "/filesystem.Filesystem/Stat"],

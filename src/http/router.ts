@@ -35,6 +35,11 @@ export class Router {
     return this;
   }
 
+  /** Every [method, path] the table holds, in the order added (HEAD is answered by GET). */
+  routes(): [method: string, path: string][] {
+    return [...this.#routes].flatMap(([path, byMethod]) => [...byMethod.keys()].map((m): [string, string] => [m, path]));
+  }
+
   has(path: string): boolean {
     return this.#routes.has(path);
   }
