@@ -4,9 +4,12 @@
  */
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../log.ts";
 import { type AnyResponse, writeError, writeJsonError } from "./respond.ts";
+
+/** Codes that mean the daemon failed, not the client: logged at error level with the cause chain. */
+const SERVER_FAULTS = new Set<Code>([Code.Internal, Code.Unknown, Code.DataLoss]);
 
 export type AnyRequest = IncomingMessage | Http2ServerRequest;
 
@@ -54,9 +57,16 @@ export class Router {
     }
     try {
       await handler(ctx);
-    } catch (err) {
-      if (!(err instanceof ConnectError)) this.#log.error("route failed", { path: ctx.url.pathname, err });
-      else this.#log.debug("route error", { path: ctx.url.pathname, err: err.rawMessage });
+    } catch (thrown) {
+      // Work stopped by the shutdown answers with the shutdown's own reason (503), whatever the
+      // step that noticed it threw.
+      const reason: unknown = ctx.signal.aborted ? ctx.signal.reason : undefined;
+      const err = reason instanceof ConnectError && reason.code === Code.Unavailable ? reason : thrown;
+      const path = ctx.url.pathname;
+      if (!(err instanceof ConnectError)) this.#log.error("route failed", { path, err });
+      else if (SERVER_FAULTS.has(err.code)) this.#log.error("route failed", { path, code: Code[err.code], err });
+      else if (err === reason) this.#log.info("request ended by the shutdown", { path, method: ctx.req.method });
+      else this.#log.debug("route error", { path, code: Code[err.code], err: err.rawMessage });
       writeError(ctx.res, err);
     }
   }

@@ -129,14 +129,35 @@ async function copyInto(handle: FileHandle, source: AsyncIterable<Uint8Array>, s
       pending = dropWritten(pending, bytesWritten);
     }
   };
-  for await (const chunk of source) {
-    signal.throwIfAborted();
-    if (chunk.length === 0) continue;
-    batch.push(chunk);
-    batchBytes += chunk.length;
-    total += chunk.length;
-    if (batchBytes >= WRITE_BATCH_BYTES) await flush();
-    noteTransferred(chunk.length);
+  // The source may wait for a client that sends nothing more: an abort (shutdown, client gone)
+  // must not wait for it, or the temporary file would outlive the daemon.
+  const it = source[Symbol.asyncIterator]();
+  let stop: ((reason: unknown) => void) | undefined;
+  const onAbort = () => stop?.(signal.reason);
+  signal.addEventListener("abort", onAbort);
+  try {
+    for (;;) {
+      signal.throwIfAborted();
+      const next = await new Promise<IteratorResult<Uint8Array>>((resolve, reject) => {
+        stop = reject;
+        it.next().then(resolve, reject);
+      });
+      stop = undefined;
+      if (next.done) break;
+      const chunk = next.value;
+      signal.throwIfAborted();
+      if (chunk.length === 0) continue;
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      total += chunk.length;
+      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+      noteTransferred(chunk.length);
+    }
+  } catch (err) {
+    void it.return?.()?.catch(() => {});
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
   }
   signal.throwIfAborted();
   await flush();
