@@ -74,12 +74,15 @@ function rawShot(port: number, text: string): Promise<void> {
   });
 }
 
-export async function measureFuzzBurst(runtime: Runtime, opts: { requests: number; restMs: number; settleMs?: number }): Promise<FuzzBurst> {
+export async function measureFuzzBurst(
+  runtime: Runtime,
+  opts: { requests: number; restMs: number; settleMs?: number; only?: [from: number, to: number] },
+): Promise<FuzzBurst> {
   await using envd = await startDaemon({ runtime });
   const dir = `/tmp/envd-fuzz-${process.pid}`;
   await sleep(opts.settleMs ?? 5_000);
   const idle = memoryOf(envd.pid).rssMiB;
-  const list = shots(dir);
+  const list = opts.only ? shots(dir).slice(opts.only[0], opts.only[1]) : shots(dir);
   const started = Date.now();
   let next = 0;
   const worker = async () => {
@@ -116,8 +119,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       runtime: { type: "string", default: "bun" },
       requests: { type: "string", default: "10000" },
       "rest-ms": { type: "string", default: "60000" },
+      /** While hunting a leak: only shots [from, to) of the list. */
+      only: { type: "string" },
     },
   });
-  const result = await measureFuzzBurst(values.runtime as Runtime, { requests: Number(values.requests), restMs: Number(values["rest-ms"]) });
+  const only = values.only?.split(",").map(Number) as [number, number] | undefined;
+  const result = await measureFuzzBurst(values.runtime as Runtime, {
+    requests: Number(values.requests),
+    restMs: Number(values["rest-ms"]),
+    ...(only ? { only } : {}),
+  });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
