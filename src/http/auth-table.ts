@@ -1,7 +1,7 @@
 /**
- * Who may call what (protocol.md §5.1): the one table the access-token gate reads and
+ * Who may call what (docs/protocol.md §5.1): the one table the access-token gate reads and
  * docs/auth.md shows. Every REST route the router has and every RPC service the daemon mounts must
- * have a row (src/http/auth-table.test.ts enumerates the router's own table and fails otherwise),
+ * have a row (src/auth-table.test.ts enumerates the router's own table and fails otherwise),
  * so a new route cannot skip the decision.
  *
  * Access, once /init has set a token (without one everything is open, as in Go envd):

@@ -29,7 +29,7 @@ test("an internal error keeps its message for the client and is logged once with
   const errors = lines.filter((l) => l.level === "error");
   assert.equal(errors.length, 1);
   assert.equal(errors[0]?.method, "filesystem.Filesystem/Stat");
-  assert.deepEqual((errors[0]?.err as { cause: unknown }).cause, { message: eio.message, code: "EIO", errno: -5, syscall: "stat", path: "/x" });
+  assert.deepEqual((errors[0]?.err as { cause: unknown } | undefined)?.cause, { message: eio.message, code: "EIO", errno: -5, syscall: "stat", path: "/x" });
 });
 
 test("a bug (not a ConnectError) reaches the client as 'internal error' and the log with the original", async () => {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { createLogger } from "../log.ts";
-import { RPC_SERVICES } from "../rpc/services.ts";
-import { type Access, RPC_AUTH, REST_AUTH } from "./auth-table.ts";
-import { Router } from "./router.ts";
-import { addRoutes, type RouteDeps } from "./routes.ts";
+import { createLogger } from "./log.ts";
+import { RPC_SERVICES } from "./rpc/services.ts";
+import { type Access, RPC_AUTH, REST_AUTH } from "./http/auth-table.ts";
+import { Router } from "./http/router.ts";
+import { addRoutes, type RouteDeps } from "./http/routes.ts";
 
 const FLAVORS = ["e2b", "wrenn"] as const;
 
@@ -39,7 +39,7 @@ test("every RPC service the daemon mounts has a row, every method behind the tok
 });
 
 test("docs/auth.md shows the table as the code has it", () => {
-  const doc = readFileSync(new URL("../../docs/auth.md", import.meta.url), "utf8");
+  const doc = readFileSync(new URL("../docs/auth.md", import.meta.url), "utf8");
   const cells = new Map<string, string[]>();
   for (const line of doc.split("\n")) {
     const m = /^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \|/.exec(line);
