@@ -23,6 +23,7 @@ import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
 import { buildBinary, measureBareStart, measureBinaryStart, measureCompiledBareStart } from "./figures/startup.ts";
 import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
 import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
+import { type FuzzBurst, measureFuzzBurst } from "./figures/fuzz-burst.ts";
 import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
 import { buildRows, type Floors, formatTable, type Peer, type Results } from "./report.ts";
 import { FULL, type Sizes, SMOKE } from "./sizes.ts";
@@ -109,6 +110,16 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       failures.push(...run.failures.map((f) => `${rt}: ${f}`));
     }
 
+    // Memory after abuse (bench/figures/fuzz-burst.ts): idle, after 10,000 malformed requests, 60 s later.
+    const fuzzBurst: Record<string, FuzzBurst | Unavailable> = {};
+    for (const rt of runtimes) {
+      log(`${rt}: fuzz burst`);
+      fuzzBurst[rt] = await measureFuzzBurst(rt, values.smoke ? { requests: 200, restMs: 1_000 } : { requests: 10_000, restMs: 60_000 }).catch((err: unknown) => {
+        failures.push(`${rt}: fuzz burst: ${String(err)}`);
+        return { unavailable: `failed: ${String(err).slice(0, 120)}` };
+      });
+    }
+
     let binary: Results["binary"] = { unavailable: "Bun not in --runtimes" };
     if (runtimes.includes("bun")) {
       log("compiled binary: npm run build, then start until /health");
@@ -131,7 +142,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
         `load ${meta.loadBefore.map((x) => x.toFixed(2)).join(" ")} before\n\n${table}\n`,
     );
     mkdirSync(dirname(values.out), { recursive: true });
-    writeFileSync(values.out, `${JSON.stringify({ meta: { ...meta, loadAfter: loadavg(), seconds: (Date.now() - started) / 1000 }, failures, results, rows }, null, 2)}\n`);
+    writeFileSync(values.out, `${JSON.stringify({ meta: { ...meta, loadAfter: loadavg(), seconds: (Date.now() - started) / 1000 }, failures, results, rows, fuzzBurst }, null, 2)}\n`);
     log(`wrote ${values.out}`);
     for (const f of failures) log(`FAILED ${f}`);
     if (failures.length > 0) process.exitCode = 1;

@@ -21,6 +21,11 @@ export interface FuzzBurst {
   afterBurstRssMiB: number;
   /** RSS `restMs` after the burst. */
   afterRestRssMiB: number;
+  /** The heap part (RssAnon) idle and after the rest; the rest is file-backed (the runtime's code pages). */
+  idleAnonMiB: number;
+  afterRestAnonMiB: number;
+  /** RSS after a second, identical burst and rest: above afterRest only if something leaks per request. */
+  afterSecondRestRssMiB: number;
   restMs: number;
   /** afterRest / idle; the target is ≤ 1.5. */
   ratio: number;
@@ -34,9 +39,9 @@ const envelope = (payload: Uint8Array) => {
   return out;
 };
 
-type Shot = { path: string; init: RequestInit } | { raw: string };
+export type Shot = { path: string; init: RequestInit } | { raw: string };
 
-function shots(dir: string): Shot[] {
+export function shots(dir: string): Shot[] {
   const post = (path: string, contentType: string | undefined, body: string | Uint8Array, extra: Record<string, string> = {}): Shot => ({
     path,
     init: { method: "POST", headers: { ...(contentType ? { "content-type": contentType } : {}), ...extra }, body: body as NonNullable<RequestInit["body"]> },
@@ -64,7 +69,7 @@ function shots(dir: string): Shot[] {
   ];
 }
 
-function rawShot(port: number, text: string): Promise<void> {
+export function rawShot(port: number, text: string): Promise<void> {
   return new Promise((resolve) => {
     const s = net.connect(port, "127.0.0.1", () => s.end(text));
     s.setTimeout(2_000, () => s.destroy());
@@ -81,7 +86,8 @@ export async function measureFuzzBurst(
   await using envd = await startDaemon({ runtime });
   const dir = `/tmp/envd-fuzz-${process.pid}`;
   await sleep(opts.settleMs ?? 5_000);
-  const idle = memoryOf(envd.pid).rssMiB;
+  const idleMemory = memoryOf(envd.pid);
+  const idle = idleMemory.rssMiB;
   const list = opts.only ? shots(dir).slice(opts.only[0], opts.only[1]) : shots(dir);
   const started = Date.now();
   let next = 0;
@@ -101,8 +107,16 @@ export async function measureFuzzBurst(
   const health = await envd.fetch("/health");
   if (!health.ok) throw new Error(`the daemon stopped answering /health after the burst: ${health.status}`);
   await sleep(opts.restMs);
-  const afterRest = memoryOf(envd.pid).rssMiB;
+  const afterRestMemory = memoryOf(envd.pid);
+  const afterRest = afterRestMemory.rssMiB;
+  next = 0;
+  await Promise.all(Array.from({ length: 16 }, worker));
+  await sleep(opts.restMs);
+  const afterSecondRest = memoryOf(envd.pid).rssMiB;
   return {
+    idleAnonMiB: idleMemory.anonMiB,
+    afterRestAnonMiB: afterRestMemory.anonMiB,
+    afterSecondRestRssMiB: afterSecondRest,
     requests: opts.requests,
     seconds,
     idleRssMiB: idle,
