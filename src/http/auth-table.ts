@@ -42,6 +42,9 @@ export const REST_AUTH: readonly AuthRow[] = [
   { method: "POST", path: "/unfreeze", e2b: "token", wrenn: "token", why: "as /freeze" },
   { method: "POST", path: "/fsfreeze", e2b: "token", wrenn: "token", why: "freezes the root filesystem" },
   { method: "POST", path: "/fsthaw", e2b: "token", wrenn: "token", why: "as /fsfreeze" },
+  { method: "POST", path: "/collapse", e2b: "token", wrenn: "token", why: "as Go (≥ 0.6.5): the host's call" },
+  { method: "GET", path: "/tunnel", e2b: "token", wrenn: "token", why: "relays to any port inside the sandbox (WebSocket upgrade through the same gate)" },
+  { method: "GET", path: "/exec", e2b: "token", wrenn: "token", why: "runs commands, as Process/Start (WebSocket upgrade through the same gate)" },
 ];
 
 /** RPC services: every method behind the token (the gate runs before the Connect adapter). */
