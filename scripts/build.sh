@@ -49,8 +49,9 @@ trap 'rm -f "$tmp" "$meta"' EXIT
 #   No source map: it would add 1.6 MB for line numbers of a build nobody debugs on the target.
 # --no-compile-autoload-dotenv / -bunfig: a compiled Bun program otherwise reads `.env` and
 #   `bunfig.toml` from its working directory at every start, into its own environment.
-# src/fs/watch-worker.ts is a second entry point: the watch thread's code (fs/watch-engine.ts finds
-#   it in the binary as /$bunfs/root/fs/watch-worker.js). Without it no watch could start.
+# Every worker thread (src/**/*-worker.ts: the watch thread, the memory preloader) is an entry point
+#   of its own: the binary holds it as /$bunfs/root/<path under src/> (fs/watch-engine.ts,
+#   sys/worker-url.ts find it there). A worker left out could not start.
 # @lydell/node-pty is only ever loaded under Node (src/process/pty.ts, through createRequire);
 #   under Bun PTYs come from Bun.spawn({ terminal }), so the binary neither bundles nor needs it.
 "$BUN" build --compile "${target[@]}" \
@@ -59,7 +60,7 @@ trap 'rm -f "$tmp" "$meta"' EXIT
   --define "process.env.ENVD_COMMIT=\"$commit\"" \
   --metafile="$meta" \
   --outfile "$tmp" \
-  src/main.ts src/fs/watch-worker.ts >&2
+  src/main.ts $(find src -name '*-worker.ts' -not -name '*.test.ts' | LC_ALL=C sort) >&2
 # Shared libraries the target needs: the runtime's own, plus those of any N-API addon (*.node)
 # the bundle embeds (none today: Bun would write an embedded addon to a temporary file and dlopen
 # it; the xattr calls go through libc FFI instead).

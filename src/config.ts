@@ -33,6 +33,7 @@ const BOOLEAN_FLAGS = new Set(["isnotfc", "no-cgroups", "version", "commit", "he
 const VALUE_FLAGS = new Set(["port", "host", "cmd", "cgroup-root", "log-level", "flavor", "forward-address", "reaper", "reclaim-threshold"]);
 
 export const USAGE = `Usage: envd [flags]
+       envd ports [--domain DOMAIN] [--json]   (inside a sandbox: list reachable ports and their URLs)
   -port N            port to listen on (default ${DEFAULT_PORT}; 0 picks a free one)
   -host ADDR         address to bind (default 0.0.0.0)
   -isnotfc           not running in Firecracker: no MMDS metadata polling

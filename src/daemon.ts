@@ -35,6 +35,11 @@ import { InitService } from "./control/init-service.ts";
 import type { LogShipper } from "./upkeep/log-shipper.ts";
 import { HeapTrimmer } from "./upkeep/heap-trimmer.ts";
 import { CpuSampler } from "./upkeep/metrics.ts";
+import { PhysicalDisks, readIoCounters } from "./upkeep/activity.ts";
+import { BlockVolumes } from "./control/block-volumes.ts";
+import { MemoryPreloader, workerWalk } from "./snapshot/memory-preload.ts";
+import { syncFilesystems } from "./snapshot/snapshot-lifecycle.ts";
+import { loadLibc } from "./sys/libc.ts";
 import { MetadataPoller, MmdsClient } from "./control/mmds.ts";
 import { writeBootMarker } from "./control/run-files.ts";
 import { Session } from "./session.ts";
@@ -181,9 +186,18 @@ async function build(
   });
   store.add(toDisposable(() => metadata.stop()));
   if (!config.isNotFc) metadata.start();
-  const cpu = new CpuSampler();
+  const disks = new PhysicalDisks(config.vm.sysBlockDir);
+  const cpu = new CpuSampler({ readIo: () => readIoCounters(disks) });
   store.add(toDisposable(() => cpu.stop()));
   cpu.start();
+  // /memory/preload's walk (a worker thread) and /volumes (Wrenn's host, both flavors).
+  const preloader = store.add(new MemoryPreloader({ log: vmLog, startWalk: workerWalk(config.vm.memory) }));
+  const volumes = new BlockVolumes({
+    log: vmLog,
+    sysBlockDir: config.vm.sysBlockDir,
+    devDir: config.vm.devDir,
+    sync: () => syncFilesystems(loadLibc(), path),
+  });
   // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
   const heap = new HeapTrimmer({ log: log.child({ component: "heap" }) });
   store.add(toDisposable(() => heap.stop()));
@@ -219,6 +233,14 @@ async function build(
     mounts: new VolumeMounter({ log: vmLog }),
     hostsFile: config.vm.hostsFile,
     shutdownSignal: shutdown.signal,
+    runDir: config.vm.runDir,
+    path,
+    // As envd-rs: a new lifecycle_id (boot, every resume) resets the memory preloader and starts
+    // port forwarding over.
+    onLifecycle: async () => {
+      preloader.newLifecycle();
+      await vm.restartPortForwarding();
+    },
     // As E2B envd: after each /init, look at the metadata again for up to 60 s (resume updates it).
     onInit: () => {
       vm.onInit();
@@ -234,6 +256,8 @@ async function build(
     cpu,
     snapshot: vm.snapshot,
     freezer: vm.freezer,
+    preloader,
+    volumes,
     onHealth: (socket) => vm.onHealth(socket),
     processes,
     memory: () => readOwnMemoryProtection(cgroups.root),

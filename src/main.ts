@@ -9,6 +9,19 @@ import { BUILD_COMMIT, ENVD_VERSION } from "./version.ts";
 /** Longest a clean shutdown may take before the daemon exits 1 anyway. */
 const SHUTDOWN_WATCHDOG_MS = 30_000;
 
+// `envd ports` is a one-shot command run inside the sandbox: it must answer fast, so nothing of the
+// daemon is loaded for it (src/ports/ports-command.ts).
+if (process.argv[2] === "ports") {
+  const { runPortsCommand } = await import("./ports/ports-command.ts");
+  const code = runPortsCommand(process.argv.slice(3), process.env, {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+  });
+  // Let stdout drain (a pipe) before exiting.
+  process.stdout.write("", () => process.exit(code));
+  await new Promise(() => {});
+}
+
 const parsed = parseConfig(process.argv.slice(2), process.env);
 switch (parsed.kind) {
   case "version":

@@ -91,3 +91,13 @@ test("clock_settime gets the target as a timespec; a failure falls back to date"
   await assert.rejects(createClockSetter(undefined, "/nonexistent", fake(-1))(0n), /date failed/);
   assert.equal(calls.length, 2);
 });
+
+test("a new lifecycle steps the clock when the guest is behind at all, never back by a few ms", async () => {
+  const { shouldStepOnNewLifecycle } = await import("./clock.ts");
+  const host = 1_764_669_600_000_000_000n;
+  assert.equal(shouldStepOnNewLifecycle(host - 2_000_000n, host), true, "2 ms behind");
+  assert.equal(shouldStepOnNewLifecycle(host - 30_000_000n, host), true, "30 ms behind (below the 50 ms of a plain /init)");
+  assert.equal(shouldStepOnNewLifecycle(host - 500_000n, host), false, "0.5 ms: within what a reading is off by");
+  assert.equal(shouldStepOnNewLifecycle(host + 3_000_000n, host), false, "a little ahead: never moved back");
+  assert.equal(shouldStepOnNewLifecycle(host + 6_000_000_000n, host), true, "over 5 s ahead");
+});

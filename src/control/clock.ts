@@ -21,6 +21,15 @@ export function shouldSetClock(guestNowNs: bigint, hostNs: bigint): boolean {
 }
 
 /**
+ * On a new lifecycle (a resume: the pause froze the guest's clock) the clock is stepped whenever
+ * the guest is behind by more than the 1 ms our reading can be off by, or > 5 s ahead; it is never
+ * moved back by a few ms (the host's time is already a little old when it arrives).
+ */
+export function shouldStepOnNewLifecycle(guestNowNs: bigint, hostNs: bigint): boolean {
+  return guestNowNs < hostNs - 1_000_000n || guestNowNs > hostNs + MAX_AHEAD_NS;
+}
+
+/**
  * The wall clock (CLOCK_REALTIME) in ns since the epoch; ms resolution is plenty against a 50 ms
  * threshold. Not `performance.timeOrigin + now()`: that is monotonic from start and would not see
  * the clock being set, or a restored snapshot's stale clock.

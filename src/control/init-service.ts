@@ -11,6 +11,14 @@
  *
  * The same /init twice leaves the same state: a CA equal to the installed one is not appended
  * again, mounted volumes of the same lifecycle are not remounted, the hosts file is not rewritten.
+ *
+ * A `lifecycle_id` different from the last one (Wrenn sends a new one on boot and after every
+ * resume) is a new lifecycle, as in envd-rs: checked after the token and before the stale-timestamp
+ * return, it resets the memory preloader, restarts port forwarding (`onLifecycle`), steps the clock
+ * to `timestamp` whenever the guest is behind at all (not only by 50 ms: the pause froze it) and
+ * asks chrony to step as well. The identity (`sandbox_id`, `template_id`, `proxy_domain`) goes into
+ * the internal variables (`WRENN_SANDBOX_ID`, …: /envs and every later process see them) and into
+ * `<run dir>/.WRENN_SANDBOX_ID` etc.; no metadata service is needed for it.
  */
 import { statSync } from "node:fs";
 import { isIPv6 } from "node:net";
@@ -19,9 +27,11 @@ import type { Logger } from "../log.ts";
 import type { UserDb } from "../users/user-db.ts";
 import { AsyncLock } from "./async-lock.ts";
 import type { CaInstaller } from "./ca-bundle.ts";
-import { type ClockSetter, shouldSetClock, wallClockNs } from "./clock.ts";
+import { execFile } from "node:child_process";
+import { type ClockSetter, shouldSetClock, shouldStepOnNewLifecycle, wallClockNs } from "./clock.ts";
 import { writeHostEntry } from "./hosts-file.ts";
 import type { InitRequest } from "./init-request.ts";
+import { writeRunFile } from "./run-files.ts";
 import type { Session } from "../session.ts";
 import { checkInitToken } from "./token-decision.ts";
 import type { FlavorNames } from "./vm-config.ts";
@@ -44,6 +54,12 @@ export interface InitServiceDeps {
   shutdownSignal: AbortSignal;
   /** Called after every successful /init, stale ones included (E2B re-polls the metadata then). */
   onInit?: () => void;
+  /** A new lifecycle_id arrived (before anything else of that /init is applied). */
+  onLifecycle?: (lifecycleID: string) => void | Promise<void>;
+  /** Where the identity files go (`/run/wrenn`, `/run/e2b`). */
+  runDir?: string;
+  /** PATH for `chronyc`. */
+  path?: string;
 }
 
 export type InitOutcome = "applied" | "stale";
@@ -99,13 +115,17 @@ export class InitService {
         : async () => undefined,
     });
 
-    if (req.timestampNs !== undefined && this.#lastTimestampNs !== undefined && req.timestampNs < this.#lastTimestampNs) {
+    const stale = req.timestampNs !== undefined && this.#lastTimestampNs !== undefined && req.timestampNs < this.#lastTimestampNs;
+    // Bad input changes nothing, a new lifecycle included.
+    if (!stale) this.#checkSystem(req);
+    const newLifecycle = req.lifecycleID !== undefined && req.lifecycleID !== this.#lifecycleID;
+    if (newLifecycle) await this.#beginLifecycle(req, opts.receivedAt);
+    if (stale) {
       log.info("stale /init ignored", { timestampNs: String(req.timestampNs), newestNs: String(this.#lastTimestampNs) });
       return "stale";
     }
-    this.#checkSystem(req);
 
-    if (req.timestampNs !== undefined) await this.#syncClock(req.timestampNs, opts.receivedAt);
+    if (req.timestampNs !== undefined && !newLifecycle) await this.#syncClock(req.timestampNs, opts.receivedAt);
     if (req.caBundle !== undefined) this.#deps.ca.install(req.caBundle);
     if (req.volumeMounts && req.volumeMounts.length > 0) {
       await this.#deps.mounts.mountAll(req.volumeMounts, req.lifecycleID, this.#deps.shutdownSignal);
@@ -119,6 +139,7 @@ export class InitService {
     if (req.lifecycleID !== undefined) this.#lifecycleID = req.lifecycleID;
     if (req.timestampNs !== undefined) this.#lastTimestampNs = req.timestampNs;
     if (req.hyperloopIP !== undefined) this.#pinEventsHost(req.hyperloopIP);
+    this.#setIdentity(req);
     log.info("init applied", {
       envVars: req.envVars?.size,
       token: req.accessToken !== undefined,
@@ -128,6 +149,39 @@ export class InitService {
       lifecycleID: this.#lifecycleID,
     });
     return "applied";
+  }
+
+  async #beginLifecycle(req: InitRequest, receivedAt: bigint): Promise<void> {
+    const id = req.lifecycleID as string;
+    this.#deps.log.info("new lifecycle", { lifecycleID: id, previous: this.#lifecycleID });
+    this.#lifecycleID = id;
+    try {
+      await this.#deps.onLifecycle?.(id);
+    } catch (err) {
+      this.#deps.log.error("lifecycle change failed", { err: String(err) });
+    }
+    if (req.timestampNs !== undefined) await this.#syncClock(req.timestampNs, receivedAt, { step: true });
+    // chrony (when it runs) steps too, from its own reference; not awaited, failures do not matter.
+    execFile("chronyc", ["-a", "makestep"], { timeout: 3_000, env: { PATH: this.#deps.path ?? "/usr/sbin:/usr/bin:/sbin:/bin" } }, () => {});
+  }
+
+  #setIdentity(req: InitRequest): void {
+    const { names, session, log } = this.#deps;
+    const pairs: [string, string | undefined][] = [
+      [names.sandboxId, req.sandboxId],
+      [names.templateId, req.templateId],
+      [names.proxyDomain, req.proxyDomain],
+    ];
+    for (const [name, value] of pairs) {
+      if (value === undefined) continue;
+      session.internalEnv.set(name, value);
+      if (this.#deps.runDir === undefined) continue;
+      try {
+        writeRunFile(this.#deps.runDir, `.${name}`, value, 0o666);
+      } catch (err) {
+        log.warn("could not write the identity file", { dir: this.#deps.runDir, name, err: String(err) });
+      }
+    }
   }
 
   #checkSystem(req: InitRequest): void {
@@ -145,9 +199,12 @@ export class InitService {
     }
   }
 
-  async #syncClock(hostNs: bigint, receivedAt: bigint): Promise<void> {
+  async #syncClock(hostNs: bigint, receivedAt: bigint, opts: { step?: boolean } = {}): Promise<void> {
     const now = wallClockNs();
-    if (!shouldSetClock(now, hostNs)) return;
+    // A new lifecycle steps whenever the guest is behind; otherwise only beyond the thresholds, so
+    // small drifts never jump.
+    const set = opts.step ? shouldStepOnNewLifecycle(now, hostNs) : shouldSetClock(now, hostNs);
+    if (!set) return;
     const target = hostNs + (process.hrtime.bigint() - receivedAt);
     try {
       await this.#deps.setClock(target);

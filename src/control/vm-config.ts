@@ -26,6 +26,14 @@ export interface VmConfig {
    * clock is never touched.
    */
   clockCommand: string | undefined;
+  /** Where block devices are listed and their nodes live (`ENVD_SYS_BLOCK_DIR`, `ENVD_DEV_DIR`). */
+  sysBlockDir: string;
+  devDir: string;
+  /**
+   * What the memory preloader reads (`ENVD_IOMEM_PATH`, `ENVD_DEV_MEM_PATH`, `ENVD_KCORE_PATH`):
+   * tests name small files here, so a test never walks the RAM of the machine it runs on.
+   */
+  memory: { iomem: string; devMem: string; kcore: string };
 }
 
 /** The flavor-specific names of internal variables, files and hosts (docs/protocol.md §6.5, §7.1). */
@@ -34,6 +42,8 @@ export interface FlavorNames {
   sandbox: string;
   sandboxId: string;
   templateId: string;
+  /** Wrenn's proxy domain (`envd ports` builds URLs with it); set by /init `proxy_domain`. */
+  proxyDomain: string;
   eventsAddress: string;
   eventsHost: string;
 }
@@ -44,6 +54,7 @@ export function flavorNames(flavor: Flavor): FlavorNames {
     sandbox: `${p}_SANDBOX`,
     sandboxId: `${p}_SANDBOX_ID`,
     templateId: `${p}_TEMPLATE_ID`,
+    proxyDomain: `${p}_PROXY_DOMAIN`,
     eventsAddress: `${p}_EVENTS_ADDRESS`,
     eventsHost: flavor === "wrenn" ? "events.wrenn.local" : "events.e2b.local",
   };
@@ -51,7 +62,7 @@ export function flavorNames(flavor: Flavor): FlavorNames {
 
 /** Variables only the daemon sets: /init's envVars cannot define or override them. */
 export function internalEnvNames(names: FlavorNames): Set<string> {
-  return new Set([names.sandbox, names.sandboxId, names.templateId, names.eventsAddress]);
+  return new Set([names.sandbox, names.sandboxId, names.templateId, names.proxyDomain, names.eventsAddress]);
 }
 
 export function parseVmConfig(env: NodeJS.ProcessEnv, flavor: Flavor): VmConfig {
@@ -65,5 +76,12 @@ export function parseVmConfig(env: NodeJS.ProcessEnv, flavor: Flavor): VmConfig 
       nonEmpty(env.ENVD_CA_CERT) ??
       `/usr/local/share/ca-certificates/${flavor === "wrenn" ? "wrenn" : "e2b"}-ca.crt`,
     clockCommand: nonEmpty(env.ENVD_CLOCK_COMMAND),
+    sysBlockDir: nonEmpty(env.ENVD_SYS_BLOCK_DIR) ?? "/sys/block",
+    devDir: nonEmpty(env.ENVD_DEV_DIR) ?? "/dev",
+    memory: {
+      iomem: nonEmpty(env.ENVD_IOMEM_PATH) ?? "/proc/iomem",
+      devMem: nonEmpty(env.ENVD_DEV_MEM_PATH) ?? "/dev/mem",
+      kcore: nonEmpty(env.ENVD_KCORE_PATH) ?? "/proc/kcore",
+    },
   };
 }

@@ -27,6 +27,7 @@ export const REST_AUTH: readonly AuthRow[] = [
   { method: "GET", path: "/health", e2b: "open", wrenn: "open", why: "hosts health-check before /init sets a token, and during pauses" },
   { method: "GET", path: "/files", e2b: "own-check", wrenn: "own-check", why: "the token, or a signed URL the SDK hands out (§5.2)" },
   { method: "POST", path: "/files", e2b: "own-check", wrenn: "own-check", why: "the token, or a signed URL (§5.2)" },
+  { method: "PUT", path: "/files", e2b: "own-check", wrenn: "own-check", why: "POST's upload with the body as the file (today's Wrenn host): the same checks" },
   { method: "POST", path: "/files/compose", e2b: "token", wrenn: "token", why: "Go gates it; no signed form exists" },
   { method: "POST", path: "/init", e2b: "own-check", wrenn: "own-check", why: "the host sets and rotates the token here; the token decision of §6.3 refuses the rest" },
   { method: "GET", path: "/envs", e2b: "token", wrenn: "token", why: "the environment may hold secrets" },
@@ -45,6 +46,12 @@ export const REST_AUTH: readonly AuthRow[] = [
   { method: "POST", path: "/collapse", e2b: "token", wrenn: "token", why: "as Go (≥ 0.6.5): the host's call" },
   { method: "GET", path: "/tunnel", e2b: "token", wrenn: "token", why: "relays to any port inside the sandbox (WebSocket upgrade through the same gate)" },
   { method: "GET", path: "/exec", e2b: "token", wrenn: "token", why: "runs commands, as Process/Start (WebSocket upgrade through the same gate)" },
+  { method: "GET", path: "/activity", e2b: "token", wrenn: "token", why: "as /metrics (the Wrenn host sets no token today)" },
+  { method: "POST", path: "/memory/preload", e2b: "token", wrenn: "token", why: "starts a walk of all guest RAM" },
+  { method: "GET", path: "/memory/preload", e2b: "token", wrenn: "token", why: "as POST" },
+  { method: "POST", path: "/memory/preload/cancel", e2b: "token", wrenn: "token", why: "as POST" },
+  { method: "POST", path: "/volumes/mount", e2b: "token", wrenn: "token", why: "formats and mounts block devices" },
+  { method: "POST", path: "/volumes/unmount", e2b: "token", wrenn: "token", why: "unmounts filesystems" },
 ];
 
 /** RPC services: every method behind the token (the gate runs before the Connect adapter). */

@@ -24,10 +24,23 @@ interface UploadEntry {
 }
 
 export function postFiles(deps: FilesDeps): RouteHandler {
+  return uploadRoute(deps, { putSemantics: false });
+}
+
+/**
+ * PUT /files?path=… (today's Wrenn host): the same upload as POST — streaming, atomic, gzip, 507,
+ * auth, the default user when no username — with the raw body as the usual form: any Content-Type
+ * but multipart (or none) is the file's bytes. 200 with the same JSON as POST.
+ */
+export function putFiles(deps: FilesDeps): RouteHandler {
+  return uploadRoute(deps, { putSemantics: true });
+}
+
+function uploadRoute(deps: FilesDeps, opts: { putSemantics: boolean }): RouteHandler {
   return async (ctx) => {
     const { req } = ctx;
     try {
-      writeJson(ctx.res, 200, await upload(deps, ctx));
+      writeJson(ctx.res, 200, await upload(deps, ctx, opts));
     } finally {
       // Success or not, whatever the client still sends (an epilogue after the last multipart
       // boundary, or the rest of a failed upload) is read and dropped, so the connection can
@@ -38,7 +51,7 @@ export function postFiles(deps: FilesDeps): RouteHandler {
   };
 }
 
-async function upload(deps: FilesDeps, ctx: RouteContext): Promise<UploadEntry[]> {
+async function upload(deps: FilesDeps, ctx: RouteContext, opts: { putSemantics: boolean }): Promise<UploadEntry[]> {
   const { req, signal } = ctx;
   const { user, path } = authorize(deps, ctx, "write");
   const metadata = metadataFromHeaders(req.rawHeaders);
@@ -51,7 +64,9 @@ async function upload(deps: FilesDeps, ctx: RouteContext): Promise<UploadEntry[]
   const gzip = contentEncoding === "gzip" || contentEncoding === "x-gzip";
   const contentType = header(req, "content-type") ?? "";
   const mediaType = contentType.split(";")[0]?.trim().toLowerCase() ?? "";
-  const isRaw = mediaType === "application/octet-stream";
+  // A PUT's body is the file, whatever it is labelled (curl -T sends no type, fetch text/plain);
+  // only multipart keeps its meaning.
+  const isRaw = mediaType === "application/octet-stream" || (opts.putSemantics && !mediaType.startsWith("multipart/"));
   if (!isRaw && !mediaType.startsWith("multipart/")) {
     throw new EnvdError(
       Code.InvalidArgument,

@@ -11,23 +11,28 @@ import type { Logger } from "../log.ts";
 import type { Session } from "../session.ts";
 import type { FreezeController } from "../snapshot/freeze-controller.ts";
 import type { SnapshotLifecycle } from "../snapshot/snapshot-lifecycle.ts";
+import type { BlockVolumes } from "../control/block-volumes.ts";
+import type { MemoryPreloader } from "../snapshot/memory-preload.ts";
 import type { CpuSampler } from "../upkeep/metrics.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
 import type { UserDb } from "../users/user-db.ts";
+import { getActivity } from "./activity.ts";
 import { postCollapse } from "./collapse.ts";
 import { getExec, getExecUpgrade } from "./exec.ts";
 import { getEnvs } from "./envs.ts";
 import { getFiles } from "./get-files.ts";
-import { postFiles } from "./post-files.ts";
+import { postFiles, putFiles } from "./post-files.ts";
 import { postFilesCompose } from "./post-files-compose.ts";
 import { postFreeze, postFsFreeze, postFsThaw, postUnfreeze } from "./freeze.ts";
 import { getHealth } from "./health.ts";
 import { postInit } from "./init.ts";
+import { getMemoryPreload, postMemoryPreload, postMemoryPreloadCancel } from "./memory.ts";
 import { getMetrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
 import { postSnapshotPrepare } from "./snapshot.ts";
 import { getTunnel, getTunnelUpgrade } from "./tunnel.ts";
 import type { UpgradeRouter } from "./upgrade-router.ts";
+import { postVolumesMount, postVolumesUnmount } from "./volumes.ts";
 
 export interface RouteDeps {
   flavor: Flavor;
@@ -38,6 +43,8 @@ export interface RouteDeps {
   cpu: CpuSampler;
   snapshot: SnapshotLifecycle;
   freezer: FreezeController;
+  preloader: MemoryPreloader;
+  volumes: BlockVolumes;
   /** Runs before every GET /health answer (after a snapshot prepare: the restore). */
   onHealth: (socket: Socket | undefined) => Promise<void>;
   processes: ProcessManager;
@@ -52,11 +59,12 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
     .add("GET", "/health", getHealth(deps.flavor, (ctx) => deps.onHealth(ctx.req.socket as Socket | undefined)))
     .add("GET", "/files", getFiles(files))
     .add("POST", "/files", postFiles(files))
+    .add("PUT", "/files", putFiles(files))
     .add("POST", "/files/compose", postFilesCompose(files))
     .add("POST", "/init", postInit(deps.init, session, deps.memory))
     .add("GET", "/envs", getEnvs(session))
     .add("GET", "/metrics", getMetrics(deps.cpu))
-    .add("POST", "/snapshot/prepare", postSnapshotPrepare(deps.snapshot))
+    .add("POST", "/snapshot/prepare", postSnapshotPrepare(deps.snapshot, { alwaysReclaim: deps.flavor === "wrenn" }))
     .add("POST", "/freeze", postFreeze(deps.freezer))
     .add("POST", "/unfreeze", postUnfreeze(deps.freezer))
     .add("POST", "/fsfreeze", postFsFreeze(deps.freezer))
@@ -64,7 +72,15 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
     .add("POST", "/collapse", postCollapse(deps.log.child({ component: "collapse" })))
     // Without an upgrade (or over HTTP/2): validated, then 426.
     .add("GET", "/tunnel", getTunnel())
-    .add("GET", "/exec", getExec());
+    .add("GET", "/exec", getExec())
+    // Today's Wrenn host (docs/compatibility.md, "The Wrenn host, today"); harmless to E2B
+    // clients, so in both flavors.
+    .add("GET", "/activity", getActivity(deps.cpu))
+    .add("POST", "/memory/preload", postMemoryPreload(deps.preloader))
+    .add("GET", "/memory/preload", getMemoryPreload(deps.preloader))
+    .add("POST", "/memory/preload/cancel", postMemoryPreloadCancel(deps.preloader))
+    .add("POST", "/volumes/mount", postVolumesMount(deps.volumes))
+    .add("POST", "/volumes/unmount", postVolumesUnmount(deps.volumes));
 }
 
 /** The WebSocket routes; every path here is also a REST route above (for the 426). */

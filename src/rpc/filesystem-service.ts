@@ -5,7 +5,7 @@
  * goes through src/fs.
  */
 import { stat } from "node:fs/promises";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
 import { type Entry, entryInfo } from "../fs/entry-info.ts";
@@ -25,10 +25,12 @@ import {
   type Filesystem,
   type FilesystemEventSchema,
   FileType,
+  ListDirResponseSchema,
 } from "../gen/filesystem/filesystem_pb.js";
 import { resolveUser } from "../users/resolve-user.ts";
 import type { User, UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
+import { checkResponseSize, MAX_RESPONSE_MESSAGE_BYTES } from "./message-cap.ts";
 import { usernameFromAuthorization } from "./request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
@@ -40,6 +42,8 @@ export interface FilesystemServiceDeps {
   session: Session;
   watches: WatchEngine;
   watchers: WatcherRegistry;
+  /** Largest response message (default MAX_RESPONSE_MESSAGE_BYTES, 16 MiB: the Wrenn host's cap). */
+  maxResponseBytes?: number;
 }
 
 /** Requests from the old Python SDK get the pre-0.6 message shapes (docs/protocol.md §3.6). */
@@ -47,6 +51,7 @@ const LEGACY_USER_AGENT = "connect-python";
 
 export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImpl<typeof Filesystem> {
   const { users, session, watches, watchers } = deps;
+  const maxResponseBytes = deps.maxResponseBytes ?? MAX_RESPONSE_MESSAGE_BYTES;
 
   const requestUser = (ctx: HandlerContext): User =>
     resolveUser(users, usernameFromAuthorization(ctx.requestHeader.get("authorization")), session.defaultUser, "rpc");
@@ -115,8 +120,10 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
     async listDir(req, ctx) {
       const legacy = legacyOf(ctx);
       const user = requestUser(ctx);
-      const entries = await listDir(pathOf(req.path, user), req.depth, users);
-      return { entries: entries.map((e) => entryMessage(e, legacy)) };
+      const path = pathOf(req.path, user);
+      const entries = await listDir(path, req.depth, users);
+      const msg = create(ListDirResponseSchema, { entries: entries.map((e) => entryMessage(e, legacy)) });
+      return checkResponseSize(ListDirResponseSchema, msg, ctx, `listing ${path} to depth ${req.depth || 1} (${entries.length} entries)`, maxResponseBytes);
     },
 
     async remove(req, ctx) {

@@ -6,7 +6,9 @@
  * `-reaper auto|on|off`, `-reclaim-threshold PCT` (0 turns the reclaimer off).
  * Test knobs, read once at start (never needed in production): `ENVD_MEMINFO_PATH`,
  * `ENVD_DROP_CACHES_PATH`, `ENVD_FSFREEZE_PATH` (the mount point /fsfreeze acts on; also the only
- * way to allow /fsfreeze with -isnotfc, where freezing "/" would freeze the host machine).
+ * way to allow /fsfreeze with -isnotfc, where freezing "/" would freeze the host machine),
+ * `ENVD_FSTRIM_COMMAND` (a program prepare runs instead of `fstrim -a`, so a test never trims the
+ * machine it runs on).
  */
 import { isIP } from "node:net";
 import type { ReaperMode } from "../process/reaper-init.ts";
@@ -19,6 +21,8 @@ export interface LifecycleConfig {
   dropCachesPath: string;
   /** Undefined: /fsfreeze is refused. */
   fsFreezePath: string | undefined;
+  /** Undefined: `fstrim -a`. */
+  fstrimCommand: string | undefined;
 }
 
 export const DEFAULT_FORWARD_ADDRESS = "169.254.0.21";
@@ -49,5 +53,6 @@ export function parseLifecycleConfig(
     meminfoPath: nonEmpty(env.ENVD_MEMINFO_PATH) ?? "/proc/meminfo",
     dropCachesPath: nonEmpty(env.ENVD_DROP_CACHES_PATH) ?? "/proc/sys/vm/drop_caches",
     fsFreezePath: nonEmpty(env.ENVD_FSFREEZE_PATH) ?? (isNotFc ? undefined : "/"),
+    fstrimCommand: nonEmpty(env.ENVD_FSTRIM_COMMAND),
   };
 }

@@ -26,6 +26,7 @@ import type { Libc } from "../sys/libc.ts";
 import type { ClockResyncResult } from "./clock-resync.ts";
 import type { LoopRegistry } from "./loop-registry.ts";
 import type { ReseedReport } from "./entropy.ts";
+import type { TrimResult } from "./fstrim.ts";
 
 /** The parts of the HTTP server the lifecycle drives. */
 export interface ConnectionControl {
@@ -44,6 +45,8 @@ export interface PrepareReport {
   connections: number;
   synced: boolean;
   droppedCaches: boolean;
+  /** fstrim's outcome, when asked for. */
+  trim?: TrimResult;
   ms: number;
 }
 
@@ -64,6 +67,8 @@ export interface SnapshotLifecycleDeps {
   sync(): Promise<void>;
   /** Sync, then drop the page cache. */
   dropCaches(reason: string): Promise<void>;
+  /** fstrim of the mounted filesystems, bounded in time (snapshot/fstrim.ts). */
+  trim?(): Promise<TrimResult>;
   reseed(): ReseedReport;
   resyncClock(): Promise<ClockResyncResult>;
   /** A wall-clock step larger than this counts as a jump. */
@@ -97,7 +102,7 @@ export class SnapshotLifecycle {
   }
 
   /** Quiesces for a snapshot (see the file comment). Calling it again while prepared repeats the steps. */
-  async prepare(source: PrepareSource, opts: { dropCaches?: boolean } = {}): Promise<PrepareReport> {
+  async prepare(source: PrepareSource, opts: { dropCaches?: boolean; trim?: boolean } = {}): Promise<PrepareReport> {
     await this.#restoring;
     const previous = this.#preparing;
     const run = (async () => {
@@ -114,7 +119,9 @@ export class SnapshotLifecycle {
         synced = false;
         log.warn("sync before snapshot failed", { err: String(err) });
       }
+      // After the sync, so the pages it cleaned can go too.
       if (opts.dropCaches) await this.#deps.dropCaches("snapshot");
+      const trim = opts.trim && this.#deps.trim ? await this.#deps.trim() : undefined;
       // Whatever is still open now is on the wrong side of the snapshot.
       const sockets = new Set(this.#pending?.sockets ?? []);
       for (const s of server.connections.keys()) sockets.add(s);
@@ -126,6 +133,7 @@ export class SnapshotLifecycle {
         connections: sockets.size,
         synced,
         droppedCaches: opts.dropCaches === true,
+        ...(trim ? { trim } : {}),
         ms: Math.round(performance.now() - started),
       };
       log.info("prepared for snapshot", { ...report });

@@ -20,6 +20,7 @@ import { resyncClock } from "./clock-resync.ts";
 import { reseedKernelRandom } from "./entropy.ts";
 import { FreezeController } from "./freeze-controller.ts";
 import type { LifecycleConfig } from "./lifecycle-config.ts";
+import { trimFilesystems } from "./fstrim.ts";
 
 export interface VmLifecycle extends AsyncDisposable {
   loops: LoopRegistry;
@@ -31,6 +32,8 @@ export interface VmLifecycle extends AsyncDisposable {
   onHealth(socket: Socket | undefined): Promise<void>;
   /** For every successful POST /init: thaws the workload and runs the restore after a prepare. */
   onInit(): void;
+  /** A new lifecycle (/init lifecycle_id): port forwarding starts over (not while quiesced). */
+  restartPortForwarding(): Promise<void>;
 }
 
 export interface VmLifecycleOptions {
@@ -69,6 +72,7 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     server,
     sync,
     dropCaches: (reason) => reclaimer.dropNow(reason),
+    trim: () => trimFilesystems({ command: lc.fstrimCommand }),
     reseed: () => reseedKernelRandom(libc),
     resyncClock: () => resyncClock({ libc, setClock: opts.setClock, path }),
   });
@@ -90,6 +94,11 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     onInit() {
       freezer.thawForInit();
       void snapshot.onHostContact("init");
+    },
+    async restartPortForwarding() {
+      if (loops.quiesced) return;
+      await ports.stop();
+      if (!loops.quiesced) ports.start();
     },
     async [Symbol.asyncDispose]() {
       snapshot.stopClockWatch();

@@ -10,6 +10,7 @@
  */
 import { readFileSync, statfsSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
+import { bytesPerSecond, type IoCounters } from "./activity.ts";
 
 export interface Metrics {
   ts: number;
@@ -90,16 +91,26 @@ export function readDisk(path = "/"): { used: number; total: number } {
   return { used: (s.blocks - s.bavail) * s.bsize, total: s.blocks * s.bsize };
 }
 
-/** Samples /proc/stat every second on an unref'd timer; `percent` is the last interval's value. */
+/**
+ * Samples /proc/stat every second on an unref'd timer; `percent` is the last interval's value.
+ * With `readIo` it also samples the network and disk byte counters (upkeep/activity.ts) into
+ * `netBps` / `diskBps`, so GET /activity reads numbers only.
+ */
 export class CpuSampler implements Disposable {
   readonly #read: () => CpuTimes;
+  readonly #readIo: (() => IoCounters) | undefined;
   readonly #intervalMs: number;
   #timer: NodeJS.Timeout | undefined;
   #prev: CpuTimes | undefined;
+  #prevIo: { at: number; io: IoCounters } | undefined;
   #percent = 0;
+  #netBps = 0;
+  #diskBps = 0;
+  #cpuCount = 0;
 
-  constructor(opts: { read?: () => CpuTimes; intervalMs?: number } = {}) {
+  constructor(opts: { read?: () => CpuTimes; readIo?: () => IoCounters; intervalMs?: number } = {}) {
     this.#read = opts.read ?? (() => parseProcStat(readFileSync("/proc/stat", "utf8")));
+    this.#readIo = opts.readIo;
     this.#intervalMs = opts.intervalMs ?? CPU_SAMPLE_INTERVAL_MS;
   }
 
@@ -107,10 +118,31 @@ export class CpuSampler implements Disposable {
     return this.#percent;
   }
 
+  /** Network bytes per second (receive + transmit, no loopback) over the last interval. */
+  get netBps(): number {
+    return this.#netBps;
+  }
+
+  /** Disk bytes per second (read + written, whole physical disks) over the last interval. */
+  get diskBps(): number {
+    return this.#diskBps;
+  }
+
+  /** Logical CPUs, counted at the last sample (a hot-plugged CPU shows up within a second). */
+  get cpuCount(): number {
+    if (this.#cpuCount === 0) this.#cpuCount = logicalCpus();
+    return this.#cpuCount;
+  }
+
   /** Starts sampling (idempotent). */
   start(): void {
     if (this.#timer) return;
     this.#prev = this.#sample();
+    try {
+      if (this.#readIo) this.#prevIo = { at: performance.now(), io: this.#readIo() };
+    } catch {
+      // the first tick starts the baseline instead
+    }
     this.#timer = setInterval(() => this.tick(), this.#intervalMs);
     this.#timer.unref();
   }
@@ -120,6 +152,21 @@ export class CpuSampler implements Disposable {
     const next = this.#sample();
     if (this.#prev && next) this.#percent = cpuPercent(this.#prev, next);
     if (next) this.#prev = next;
+    this.#cpuCount = logicalCpus();
+    if (!this.#readIo) return;
+    let io: IoCounters;
+    try {
+      io = this.#readIo();
+    } catch {
+      return;
+    }
+    const at = performance.now();
+    if (this.#prevIo) {
+      const ms = at - this.#prevIo.at;
+      this.#netBps = bytesPerSecond(this.#prevIo.io.netBytes, io.netBytes, ms);
+      this.#diskBps = bytesPerSecond(this.#prevIo.io.diskBytes, io.diskBytes, ms);
+    }
+    this.#prevIo = { at, io };
   }
 
   /** Stops sampling (shutdown, snapshot); the last value is kept. Idempotent. */
@@ -127,6 +174,8 @@ export class CpuSampler implements Disposable {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#prev = undefined;
+    // A snapshot pause between two samples must not count as one long, quiet interval.
+    this.#prevIo = undefined;
   }
 
   [Symbol.dispose](): void {

@@ -109,7 +109,7 @@ for (const runtime of RUNTIMES) {
         [{ accessToken: 42 }, 400, /accessToken must be a string/],
         [{ accessToken: "" }, 400, /accessToken is not a valid token/],
         [{ timestamp: "last tuesday" }, 400, /RFC 3339/],
-        [{ timestamp: 1700000000 }, 400, /RFC 3339/],
+        [{ timestamp: true }, 400, /RFC 3339 string or seconds since the epoch/],
         [{ defaultUser: 7 }, 400, /defaultUser must be a string/],
         [{ envVars: { NEW: "x" }, defaultUser: "no-such-user-e2e" }, 400, /invalid username: 'no-such-user-e2e'/],
         [{ envVars: { NEW: "x" }, defaultWorkdir: "/no/such/dir" }, 400, /not an existing directory/],

@@ -58,8 +58,9 @@ ensure_pkgs qemu-system-x86 busybox-static cpio kmod xz-utils zstd binutils util
 # --- kernel ------------------------------------------------------------------------------------
 K="$WORK/kernel"
 M="$K/modules"
-# The drivers for the microvm's virtio-mmio devices (all modules in Debian's kernel).
-MODULES="virtio_mmio virtio_net virtio-rng"
+# The drivers for the microvm's virtio-mmio devices (all modules in Debian's kernel), and ext4
+# (with the crc32c its metadata checksums ask the crypto API for) for the Wrenn test's volume.
+MODULES="virtio_mmio virtio_net virtio-rng virtio_blk ext4 crc32c_generic crc32c-intel"
 # Module paths of $MODULES and their dependencies, in load order (from modules.dep) → $order.
 declare -A seen=()
 order=()
@@ -144,6 +145,13 @@ copy_prog /bin/bash
 copy_prog /usr/bin/setpriv
 copy_prog /usr/bin/ionice
 copy_prog /usr/bin/nice
+# Block volumes (/volumes/mount) and prepare's fstrim: util-linux blkid and fstrim, e2fsprogs'
+# mkfs.ext4 (mke2fs picks ext4 from its name).
+ensure_pkgs e2fsprogs
+for p in /usr/sbin/blkid /usr/sbin/fstrim /usr/sbin/mkfs.ext4; do
+  [ -e "$p" ] || p="/sbin/${p##*/}"
+  copy_prog "$p"
+done
 for a in $("$R/bin/busybox" --list); do
   [ "$a" = busybox ] || [ -e "$R/bin/$a" ] || [ -e "$R/usr/bin/$a" ] || ln -s busybox "$R/bin/$a"
 done
@@ -198,6 +206,18 @@ ip route add default via 10.0.2.2
 EOF
 } > "$R/etc/envd/sysinit.d/10-vm-network"
 chmod 755 "$R/etc/envd/sysinit.d/10-vm-network"
+# The VM test boots the same image in either flavor: `envd.flavor=wrenn` on the kernel command
+# line makes envd a Wrenn guest (the sysinit hooks run before init starts envd).
+cat > "$R/etc/envd/sysinit.d/20-vm-flavor" <<'EOF2'
+#!/bin/sh
+# VM test guest: envd.flavor=NAME on the kernel command line sets envd's -flavor.
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    envd.flavor=*) sed -i "s|^ENVD_ARGS=\"\(.*\)\"|ENVD_ARGS=\"\1 -flavor ${arg#envd.flavor=}\"|" /etc/default/envd ;;
+  esac
+done
+EOF2
+chmod 755 "$R/etc/envd/sysinit.d/20-vm-flavor"
 
 # Nothing of the build machine's runtimes may be in the image.
 for x in node bun npm; do

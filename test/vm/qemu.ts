@@ -32,6 +32,10 @@ export interface VmSpec {
   cpus?: number;
   /** The guest's init (the kernel's rdinit=): /sbin/init (busybox init) unless given. */
   init?: string;
+  /** More kernel command line (e.g. `envd.flavor=wrenn`, read by the image's sysinit hook). */
+  append?: string[];
+  /** Raw disk images attached as virtio-blk devices with these serials (the guest's /sys/block/vd*\/serial). */
+  disks?: { file: string; serial: string }[];
 }
 
 type Json = Record<string, unknown>;
@@ -59,6 +63,7 @@ function qemuArgs(spec: VmSpec, files: { serial: string; qmp: string }): string[
     "console=ttyS0 panic=-1 quiet loglevel=4 tsc=reliable no_timer_check pci=off init_on_free=1",
     "i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd",
     `rdinit=${spec.init ?? "/sbin/init"}`,
+    ...(spec.append ?? []),
   ];
   if (accel === "tcg") {
     const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1];
@@ -81,6 +86,11 @@ function qemuArgs(spec: VmSpec, files: { serial: string; qmp: string }): string[
     "-device", "virtio-net-device,netdev=n0",
     "-object", "rng-random,id=rng0,filename=/dev/urandom",
     "-device", "virtio-rng-device,rng=rng0",
+    // discard=unmap: the guest's fstrim punches holes in the image file.
+    ...(spec.disks ?? []).flatMap((d, i) => [
+      "-drive", `file=${d.file},if=none,id=disk${i},format=raw,discard=unmap,cache=writeback`,
+      "-device", `virtio-blk-device,drive=disk${i},serial=${d.serial}`,
+    ]),
     "-chardev", `file,id=ser0,path=${files.serial}`,
     "-serial", "chardev:ser0",
     "-qmp", `unix:${files.qmp},server=on,wait=off`,
@@ -258,6 +268,13 @@ export class Vm {
     if (status === "paused" || status === "prelaunch") await qmp.exec("cont");
     else if (status !== "running") throw new Error(`restore: VM is ${status} after loading ${file}: ${vm.#stderr}`);
     return { vm, loadMs, resumedAt: performance.now() };
+  }
+
+  /** Rejects (with the serial log's tail) once QEMU has exited; never resolves. For Promise.race. */
+  failOnExit(): Promise<never> {
+    return this.#exited.then((code) => {
+      throw new Error(`qemu exited with ${code}: ${this.#stderr.trim()}\n${this.serialTail()}`);
+    });
   }
 
   async #connectQmp(): Promise<Qmp> {
