@@ -60,3 +60,11 @@ function signalName(num: number): string {
   for (const [name, n] of Object.entries(constants.signals)) if (n === num) return name;
   return `signal ${num}`;
 }
+
+const SIGNAL_BY_TEXT = new Map(Object.entries(GO_SIGNAL_TEXT).map(([name, text]) => [`signal: ${text}`, name]));
+
+/** The signal that ended a process, by name (undefined when it exited on its own). */
+export function signalNameOf(s: ExitStatus): string | undefined {
+  if (s.exited) return undefined;
+  return SIGNAL_BY_TEXT.get(s.status) ?? (s.status.startsWith("signal: ") ? s.status.slice(8) : undefined);
+}

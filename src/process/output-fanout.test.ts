@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { OutputFanout } from "./output-fanout.ts";
+import { Code, type EnvdError } from "../errors.ts";
+import { ENTRY_OVERHEAD_BYTES, OutputFanout } from "./output-fanout.ts";
 
-const limits = { historyBytes: 10, highWaterBytes: 20, lowWaterBytes: 5, hardCapBytes: 50, stallMs: 30 };
+// entryOverheadBytes 0: these bounds are in payload bytes (the overhead has its own tests below).
+const limits = { historyBytes: 10, highWaterBytes: 20, lowWaterBytes: 5, hardCapBytes: 50, stallMs: 30, entryOverheadBytes: 0 };
 
 function flow() {
   const calls: string[] = [];
@@ -108,4 +110,162 @@ test("small views into large buffers are copied so the history bound is real mem
   f.push("stdout", big.subarray(0, 3));
   const item = sub.take() as { chunk: { data: Buffer } };
   assert.equal(item.chunk.data.buffer.byteLength, 3);
+});
+
+type DataItem = { kind: "data"; chunk: { stream: string; offset: number; data: Buffer } };
+
+test("every data item carries its exact position in its own stream", () => {
+  const f = new OutputFanout<string>();
+  const sub = f.subscribe({ replay: false });
+  assert.deepEqual(sub.offsets, { stdout: 0, stderr: 0, pty: 0 });
+  const seen: string[] = [];
+  for (const [stream, text] of [["stdout", "ab"], ["stderr", "xyz"], ["stdout", "cde"], ["stderr", "w"]] as const) {
+    f.push(stream, Buffer.from(text));
+    const it = sub.take() as DataItem; // a reader that keeps up gets each read at once
+    seen.push(`${it.chunk.stream}@${it.chunk.offset}:${it.chunk.data}`);
+    assert.equal(sub.take(), undefined);
+  }
+  assert.deepEqual(seen, ["stdout@0:ab", "stderr@0:xyz", "stdout@2:cde", "stderr@3:w"]);
+  assert.deepEqual(f.produced, { stdout: 5, stderr: 4, pty: 0 });
+});
+
+test("a backlog of one stream is coalesced into items of at most maxEventBytes, in order", () => {
+  const f = new OutputFanout<string>({ maxEventBytes: 100_000, historyBytes: 1 << 20 });
+  const sub = f.subscribe({ replay: false });
+  const input = Buffer.alloc(250_000);
+  for (let i = 0; i < input.length; i++) input[i] = (i * 7) & 0xff;
+  for (let off = 0; off < input.length; off += 1000) f.push("stdout", input.subarray(off, off + 1000));
+  f.push("stderr", Buffer.from("E"));
+  f.push("stdout", Buffer.from("tail"));
+  const items = drain(sub) as DataItem[];
+  assert.deepEqual(items.map((i) => [i.chunk.stream, i.chunk.offset, i.chunk.data.byteLength]), [
+    ["stdout", 0, 100_000],
+    ["stdout", 100_000, 100_000],
+    ["stdout", 200_000, 50_000],
+    ["stderr", 0, 1],
+    ["stdout", 250_000, 4],
+  ]);
+  assert.ok(Buffer.concat(items.slice(0, 3).map((i) => i.chunk.data)).equals(input));
+});
+
+test("a resume starts exactly at the asked positions, inside an entry and per stream", () => {
+  const f = new OutputFanout<string>();
+  f.push("stdout", Buffer.from("0123456789"));
+  f.push("stderr", Buffer.from("abcdef"));
+  f.push("stdout", Buffer.from("ABCDEF"));
+  const sub = f.subscribe({ replay: true, from: { stdout: 13, stderr: 4, pty: 0 } });
+  assert.deepEqual(sub.offsets, { stdout: 13, stderr: 4, pty: 0 });
+  const items = drain(sub) as DataItem[];
+  assert.deepEqual(items.map((i) => `${i.chunk.stream}@${i.chunk.offset}:${i.chunk.data}`), ["stderr@4:ef", "stdout@13:DEF"]);
+  const atEnd = f.subscribe({ replay: true, from: { stdout: 16, stderr: 6, pty: 0 } });
+  assert.equal(atEnd.take(), undefined);
+  f.push("stdout", Buffer.from("!"));
+  assert.equal((atEnd.take() as DataItem).chunk.offset, 16);
+  // A plain replay announces where each stream's retained output starts.
+  assert.deepEqual(f.subscribe({ replay: true }).offsets, { stdout: 0, stderr: 0, pty: 0 });
+});
+
+test("a resume from a position no longer retained, or beyond the output, is out_of_range", () => {
+  const f = new OutputFanout<string>({ ...limits, historyBytes: 10 });
+  f.push("stdout", Buffer.from("aaaaaaaa"));
+  f.push("stdout", Buffer.alloc(20_000, 1)); // not merged (large), pushes the first entry out
+  assert.deepEqual(f.subscribe({ replay: true }).offsets, { stdout: 8, stderr: 0, pty: 0 });
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      return [(e as EnvdError).code, (e as Error).message];
+    }
+    return undefined;
+  };
+  const [c1, m1] = code(() => f.subscribe({ replay: true, from: { stdout: 7, stderr: 0, pty: 0 } })) ?? [];
+  assert.equal(c1, Code.OutOfRange);
+  assert.match(String(m1), /before byte 8 of stdout is no longer retained/);
+  const [c2, m2] = code(() => f.subscribe({ replay: true, from: { stdout: 8, stderr: 1, pty: 0 } })) ?? [];
+  assert.equal(c2, Code.OutOfRange);
+  assert.match(String(m2), /produced 0 bytes of stderr/);
+  assert.equal(code(() => f.subscribe({ replay: true, from: { stdout: 8, stderr: 0, pty: 0 } })), undefined);
+});
+
+test("the history bound is memory: a byte-at-a-time writer and alternating tiny writes stay within it", () => {
+  const historyBytes = 1 << 20;
+  const f = new OutputFanout<string>({ historyBytes });
+  for (let i = 0; i < 3_000_000; i++) f.push("stdout", Buffer.of(i & 0xff));
+  // Merged into 64 KiB entries: the retained memory is the bound, and nearly all of it is output.
+  assert.ok(f.retainedBytes <= historyBytes + (64 << 10) + ENTRY_OVERHEAD_BYTES, `${f.retainedBytes}`);
+  const replay = drain(f.subscribe({ replay: true })) as DataItem[];
+  const kept = replay.reduce((n, i) => n + i.chunk.data.byteLength, 0);
+  assert.ok(kept >= historyBytes * 0.9, `kept ${kept}`);
+  const last = replay.at(-1) as DataItem;
+  assert.equal(last.chunk.offset + last.chunk.data.byteLength, 3_000_000);
+  assert.equal(last.chunk.data.at(-1), (3_000_000 - 1) & 0xff);
+
+  const g = new OutputFanout<string>({ historyBytes });
+  for (let i = 0; i < 200_000; i++) g.push(i % 2 ? "stderr" : "stdout", Buffer.of(1));
+  assert.ok(g.retainedBytes <= historyBytes, `${g.retainedBytes}`);
+});
+
+test("a slow subscriber's backlog is counted with the per-entry overhead, so tiny interleaved writes pause the source", () => {
+  const f = new OutputFanout<string>({ highWaterBytes: 64 << 10, lowWaterBytes: 16 << 10 });
+  const { calls, control } = flow();
+  f.setFlowControl(control);
+  const sub = f.subscribe({ replay: false });
+  for (let i = 0; i < 1000 && !f.paused; i++) f.push(i % 2 ? "stderr" : "stdout", Buffer.of(1));
+  assert.deepEqual(calls, ["pause"]); // 1,000 one-byte entries cost far more than 1,000 bytes
+  drain(sub);
+  assert.deepEqual(calls, ["pause", "resume"]);
+});
+
+test("random disconnects and resumes of concurrent subscribers under backpressure join to the exact output", () => {
+  let seed = 12345;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return seed % n;
+  };
+  const f = new OutputFanout<string>({ historyBytes: 256 << 10, highWaterBytes: 64 << 10, lowWaterBytes: 16 << 10, maxEventBytes: 32 << 10 });
+  let paused = 0;
+  f.setFlowControl({ pause: () => paused++, resume: () => {} });
+  const streams = ["stdout", "stderr", "pty"] as const;
+  const expected = { stdout: [] as Buffer[], stderr: [] as Buffer[], pty: [] as Buffer[] };
+  const readers = Array.from({ length: 3 }, () => ({
+    got: { stdout: [] as Buffer[], stderr: [] as Buffer[], pty: [] as Buffer[] },
+    pos: { stdout: 0, stderr: 0, pty: 0 },
+    sub: f.subscribe({ replay: false }),
+  }));
+  let n = 0;
+  for (let step = 0; step < 20_000; step++) {
+    if (!f.paused || rnd(4) === 0) {
+      const s = streams[rnd(3)] as (typeof streams)[number];
+      const data = Buffer.alloc(1 + rnd(rnd(10) === 0 ? 40_000 : 300));
+      for (let i = 0; i < data.length; i++) data[i] = n++ & 0xff;
+      expected[s].push(data);
+      f.push(s, data);
+    }
+    for (const r of readers) {
+      for (let k = rnd(3); k > 0; k--) {
+        const it = r.sub.take() as DataItem | undefined;
+        if (!it) break;
+        const s = it.chunk.stream as (typeof streams)[number];
+        assert.equal(it.chunk.offset, r.pos[s], "no gap, no duplicate");
+        r.got[s].push(Buffer.from(it.chunk.data));
+        r.pos[s] += it.chunk.data.byteLength;
+      }
+      if (rnd(50) === 0) {
+        r.sub[Symbol.dispose](); // the connection drops…
+        r.sub = f.subscribe({ replay: true, from: { ...r.pos } }); // …and the client resumes
+        assert.deepEqual(r.sub.offsets, r.pos);
+      }
+    }
+  }
+  f.end("done");
+  for (const r of readers) {
+    for (let it = r.sub.take(); it?.kind === "data"; it = r.sub.take()) {
+      const s = it.chunk.stream as (typeof streams)[number];
+      assert.equal(it.chunk.offset, r.pos[s]);
+      r.got[s].push(Buffer.from(it.chunk.data));
+      r.pos[s] += it.chunk.data.byteLength;
+    }
+    for (const s of streams) assert.ok(Buffer.concat(r.got[s]).equals(Buffer.concat(expected[s])), `${s} differs`);
+  }
+  assert.ok(paused > 0, "the run exercised backpressure");
 });

@@ -10,8 +10,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { Code, EnvdError, spawnError } from "../errors.ts";
 import { inputStateError } from "./input-error.ts";
 import type { LaunchPlan } from "./launch-plan.ts";
-import { type ExitStatus, exitStatusOf } from "./exit-status.ts";
-import { type OutputStream, OutputFanout, type Subscription, type FanoutLimits } from "./output-fanout.ts";
+import { endReason, type OomProbe, oomProbe } from "./end-reason.ts";
+import { type ExitStatus, exitStatusOf, signalNameOf } from "./exit-status.ts";
+import { type FanoutLimits, OutputFanout, type OutputOffsets, type OutputStream, type Subscription } from "./output-fanout.ts";
 import { type PtyChild, spawnPty } from "./pty.ts";
 
 export interface ProcessConfigInfo {
@@ -31,13 +32,12 @@ export interface StartOptions {
   stdin: boolean;
   /** Absolute lifetime limit in ms; the group is SIGKILLed when it passes. */
   timeoutMs: number | undefined;
+  /** The cgroup the child joins (its memory.events tells an OOM kill apart). */
+  cgroupDir?: string | undefined;
   drainGraceMs?: number;
   fanoutLimits?: Partial<FanoutLimits>;
 }
 
-/** Pipe data events are cut at 32 KiB and PTY ones at 16 KiB, as E2B envd does. */
-export const PIPE_CHUNK_BYTES = 32 * 1024;
-export const PTY_CHUNK_BYTES = 16 * 1024;
 const DEFAULT_DRAIN_GRACE_MS = 250;
 
 export class ProcessHandle {
@@ -60,6 +60,10 @@ export class ProcessHandle {
   #resolveExited!: (s: ExitStatus) => void;
   #exitInfo: ExitStatus | undefined;
   #timedOut = false;
+  readonly #timeoutMs: number | undefined;
+  /** Signals envd itself sent (SendSignal, the deadline, shutdown): not "from outside". */
+  readonly #sentSignals = new Set<string>();
+  readonly #oom: OomProbe;
 
   private constructor(opts: StartOptions, pid: number) {
     this.pid = pid;
@@ -69,6 +73,8 @@ export class ProcessHandle {
     this.#stdinOpen = !this.isPty && opts.stdin;
     this.#drainGraceMs = opts.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS;
     this.output = new OutputFanout<ExitStatus>(opts.fanoutLimits);
+    this.#timeoutMs = opts.timeoutMs;
+    this.#oom = oomProbe(opts.cgroupDir);
     this.exited = new Promise((resolve) => {
       this.#resolveExited = resolve;
     });
@@ -116,7 +122,7 @@ export class ProcessHandle {
     ] as const) {
       if (!readable) continue;
       handle.#openStreams++;
-      readable.on("data", (data: Buffer) => handle.#onData(stream, data, PIPE_CHUNK_BYTES));
+      readable.on("data", (data: Buffer) => handle.#onData(stream, data));
       readable.once("close", () => handle.#onStreamClosed());
       readable.on("error", () => {});
     }
@@ -138,7 +144,7 @@ export class ProcessHandle {
         env: opts.plan.env,
         cols: size.cols,
         rows: size.rows,
-        onData: (data) => (handle ? handle.#onData("pty", data, PTY_CHUNK_BYTES) : early.push(data)),
+        onData: (data) => (handle ? handle.#onData("pty", data) : early.push(data)),
         onExit: (code, signal) => {
           const status = exitStatusOf(code, signal);
           if (handle) handle.#onExit(status);
@@ -165,7 +171,7 @@ export class ProcessHandle {
         handle.#armDrainTimer();
       },
     });
-    for (const data of early) handle.#onData("pty", data, PTY_CHUNK_BYTES);
+    for (const data of early) handle.#onData("pty", data);
     if (earlyClose) handle.#onStreamClosed();
     if (earlyExit) handle.#onExit(earlyExit);
     handle.#armTimeout(opts.timeoutMs);
@@ -184,9 +190,9 @@ export class ProcessHandle {
     return this.#timedOut;
   }
 
-  /** Subscribes to the output; see OutputFanout.subscribe. */
-  subscribe(replay: boolean): Subscription<ExitStatus> {
-    return this.output.subscribe({ replay });
+  /** Subscribes to the output; see OutputFanout.subscribe (throws OutOfRange for a bad `from`). */
+  subscribe(replay: boolean, from?: OutputOffsets): Subscription<ExitStatus> {
+    return this.output.subscribe(from ? { replay, from } : { replay });
   }
 
   /** Writes to stdin (pipes) and resolves once the data is handed to the kernel or buffered under the high-water mark. */
@@ -228,6 +234,7 @@ export class ProcessHandle {
   /** Signals the whole process group (the child is a session leader); falls back to the pid. */
   signal(sig: NodeJS.Signals): void {
     if (this.#status) return;
+    this.#sentSignals.add(sig);
     try {
       process.kill(-this.pid, sig);
     } catch (err) {
@@ -251,10 +258,9 @@ export class ProcessHandle {
     this.#timeout.unref();
   }
 
-  #onData(stream: OutputStream, data: Buffer, max: number): void {
-    for (let off = 0; off < data.byteLength; off += max) {
-      this.output.push(stream, off === 0 && data.byteLength <= max ? data : data.subarray(off, off + max));
-    }
+  /** Each read goes to the fan-out whole; data events are sized there (coalesced up to 1 MiB). */
+  #onData(stream: OutputStream, data: Buffer): void {
+    this.output.push(stream, data);
     if (this.#exitInfo) this.#armDrainTimer();
   }
 
@@ -288,8 +294,16 @@ export class ProcessHandle {
   }
 
   #finish(): void {
-    const info = this.#exitInfo;
+    let info = this.#exitInfo;
     if (!info || this.#status) return;
+    const reason = endReason({
+      signal: signalNameOf(info),
+      timedOut: this.#timedOut,
+      timeoutMs: this.#timeoutMs,
+      sentByEnvd: this.#sentSignals,
+      oom: this.#oom,
+    });
+    if (reason !== undefined) info = { ...info, error: reason };
     this.#clearDrainTimer();
     this.#status = info;
     this.#child?.stdout?.destroy();

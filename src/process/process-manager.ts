@@ -6,7 +6,7 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants as fsConstants, statSync } from "node:fs";
 import { getPriority } from "node:os";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, dirname, isAbsolute, join } from "node:path";
 import { Code, EnvdError } from "../errors.ts";
 import { resolvePath } from "../fs/paths.ts";
 import type { Logger } from "../log.ts";
@@ -78,6 +78,7 @@ export class ProcessManager implements AsyncDisposable {
     const env = childEnv({ user: req.user, defaultEnv, envs: req.envs, daemonPath: this.#daemonPath });
     const exe = isAbsolute(req.cmd) || req.cmd.includes("/") ? resolveRelative(req.cmd, cwd) : findExecutable(req.cmd, env.PATH);
     if (!exe) throw new EnvdError(Code.InvalidArgument, `exec: "${req.cmd}": executable file not found in $PATH`);
+    const cgroupProcs = this.#cgroupOf(req.pty ? "pty" : "user");
     const plan = planLaunch(
       {
         cmd: req.cmd,
@@ -86,7 +87,7 @@ export class ProcessManager implements AsyncDisposable {
         cwd,
         defaultEnv,
         envs: req.envs,
-        cgroupProcs: this.#cgroupOf(req.pty ? "pty" : "user"),
+        cgroupProcs,
         daemonPath: this.#daemonPath,
       },
       this.#tools,
@@ -100,6 +101,7 @@ export class ProcessManager implements AsyncDisposable {
       pty: req.pty,
       stdin: req.stdin,
       timeoutMs: req.timeoutMs,
+      cgroupDir: cgroupProcs === undefined ? undefined : dirname(cgroupProcs),
     });
   }
 

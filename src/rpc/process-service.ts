@@ -11,6 +11,7 @@ import {
   Signal,
 } from "../gen/process/process_pb.js";
 import type { ExitStatus } from "../process/exit-status.ts";
+import type { OutputOffsets, Subscription } from "../process/output-fanout.ts";
 import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
 import type { Selector } from "../process/process-table.ts";
@@ -57,12 +58,13 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const handle = await processes.start(startRequestOf(req, user, ctx.timeoutMs())).catch((err: unknown) => {
         throw ctx.signal.aborted ? abortError(ctx.signal, "process not started") : err;
       });
-      yield* streamEvents(handle, false, ctx);
+      yield* streamEvents(handle.subscribe(false), handle.pid, ctx);
     },
 
     async *connect(req, ctx) {
       const handle = table.find(selectorOf(req.process));
-      yield* streamEvents(handle, true, ctx);
+      const from = req.resumeFrom ? offsetsOf(req.resumeFrom) : undefined;
+      yield* streamEvents(handle.subscribe(true, from), handle.pid, ctx);
     },
 
     update(req) {
@@ -101,16 +103,13 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
 
     sendSignal(req) {
       const handle = table.findLive(selectorOf(req.process));
-      switch (req.signal) {
-        case Signal.SIGKILL:
-          handle.signal("SIGKILL");
-          break;
-        case Signal.SIGTERM:
-          handle.signal("SIGTERM");
-          break;
-        default:
-          throw new EnvdError(Code.Unimplemented, `invalid signal: ${req.signal}`);
+      const name = SIGNAL_NAMES.get(req.signal);
+      // UNSPECIFIED stays Unimplemented, as Go envd answers it; numbers outside the enum are invalid.
+      if (req.signal === Signal.UNSPECIFIED) throw new EnvdError(Code.Unimplemented, `invalid signal: ${req.signal}`);
+      if (!name) {
+        throw new EnvdError(Code.InvalidArgument, `invalid signal: ${req.signal} (supported: ${[...SIGNAL_NAMES.values()].join(", ")})`);
       }
+      handle.signal(name);
       return {};
     },
 
@@ -149,19 +148,46 @@ async function writeInput(
   }
 }
 
+/** The signals SendSignal accepts: the enum's value is the Linux number. */
+const SIGNAL_NAMES = new Map<Signal, NodeJS.Signals>([
+  [Signal.SIGHUP, "SIGHUP"],
+  [Signal.SIGINT, "SIGINT"],
+  [Signal.SIGQUIT, "SIGQUIT"],
+  [Signal.SIGKILL, "SIGKILL"],
+  [Signal.SIGUSR1, "SIGUSR1"],
+  [Signal.SIGUSR2, "SIGUSR2"],
+  [Signal.SIGALRM, "SIGALRM"],
+  [Signal.SIGTERM, "SIGTERM"],
+  [Signal.SIGCONT, "SIGCONT"],
+  [Signal.SIGSTOP, "SIGSTOP"],
+  [Signal.SIGWINCH, "SIGWINCH"],
+]);
+
+/** ConnectRequest.resumeFrom as numbers (byte positions stay far below 2^53). */
+function offsetsOf(o: { stdout: bigint; stderr: bigint; pty: bigint }): OutputOffsets {
+  const n = (v: bigint, name: string) => {
+    if (v < 0n || v > BigInt(Number.MAX_SAFE_INTEGER)) throw new EnvdError(Code.OutOfRange, `resumeFrom.${name} ${v} is not a byte position`);
+    return Number(v);
+  };
+  return { stdout: n(o.stdout, "stdout"), stderr: n(o.stderr, "stderr"), pty: n(o.pty, "pty") };
+}
+
 /** start → data… (and keepalives) → end, from one subscription; leaves the process alone on exit. */
 async function* streamEvents(
-  handle: ProcessHandle,
-  replay: boolean,
+  subscription: Subscription<ExitStatus>,
+  pid: number,
   ctx: HandlerContext,
 ): AsyncGenerator<{ event: EventInit }> {
-  using sub = handle.subscribe(replay);
+  using sub = subscription;
   const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
-  yield { event: { event: { case: "start", value: { pid: handle.pid } } } };
+  const at = sub.offsets;
+  const offsets = { stdout: BigInt(at.stdout), stderr: BigInt(at.stderr), pty: BigInt(at.pty) };
+  yield { event: { event: { case: "start", value: { pid, offsets } } } };
   for (;;) {
     const item = sub.take();
     if (item?.kind === "data") {
-      yield { event: { event: { case: "data", value: { output: { case: item.chunk.stream, value: item.chunk.data } } } } };
+      const { stream, data, offset } = item.chunk;
+      yield { event: { event: { case: "data", value: { output: { case: stream, value: data }, offset: BigInt(offset) } } } };
       continue;
     }
     if (item?.kind === "end") {
