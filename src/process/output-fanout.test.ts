@@ -269,3 +269,21 @@ test("random disconnects and resumes of concurrent subscribers under backpressur
   }
   assert.ok(paused > 0, "the run exercised backpressure");
 });
+
+test("a subscriber that leaves keeps its position retained for a resume, within the grace and the hard cap", () => {
+  const f = new OutputFanout<string>({ historyBytes: 4096, hardCapBytes: 64 << 10, resumeGraceMs: 60_000 });
+  const sub = f.subscribe({ replay: false });
+  f.push("stdout", Buffer.alloc(1000, 1));
+  (sub.take() as DataItem).chunk.data.byteLength;
+  sub[Symbol.dispose](); // the connection drops at byte 1000
+  for (let i = 0; i < 20; i++) f.push("stdout", Buffer.alloc(2000, 2)); // 40 KB > history, < hard cap
+  const back = f.subscribe({ replay: true, from: { stdout: 1000, stderr: 0, pty: 0 } });
+  const got = drain(back) as DataItem[];
+  assert.equal(got[0]?.chunk.offset, 1000);
+  assert.equal(got.reduce((n, i) => n + i.chunk.data.byteLength, 0), 40_000);
+  back[Symbol.dispose]();
+  for (let i = 0; i < 40; i++) f.push("stdout", Buffer.alloc(2000, 3)); // past the hard cap: let go
+  assert.throws(() => f.subscribe({ replay: true, from: { stdout: 41_000, stderr: 0, pty: 0 } }), /no longer retained/);
+  // Back to the history bound, plus the newest entry (merged small reads grow up to 64 KiB).
+  assert.ok(f.retainedBytes <= 4096 + (64 << 10) + ENTRY_OVERHEAD_BYTES, `${f.retainedBytes}`);
+});

@@ -20,7 +20,9 @@
  * - A subscriber that falls `hardCapBytes` behind while others keep up, or that makes no progress
  *   for `stallMs` while it holds the source paused, is detached with an explicit error: it can
  *   never stall the child or the other subscribers, and it stops pinning the log.
- * - With no subscriber the source is never paused; output only feeds the history.
+ * - With no subscriber the source is never paused; output only feeds the history. A subscriber
+ *   that leaves before the end (a dropped connection) keeps its position retained for
+ *   `resumeGraceMs`, as long as the log stays under `hardCapBytes`, so the client can resume.
  */
 import { Code, EnvdError } from "../errors.ts";
 
@@ -50,6 +52,11 @@ export interface FanoutLimits {
   maxEventBytes: number;
   /** What one log entry costs besides its buffer (the entry object, the Buffer and its backing store). */
   entryOverheadBytes: number;
+  /**
+   * How long what a departed subscriber had not read yet stays retained for its resume (bounded
+   * by hardCapBytes of memory in all).
+   */
+  resumeGraceMs: number;
 }
 
 /**
@@ -70,6 +77,7 @@ export const DEFAULT_FANOUT_LIMITS: FanoutLimits = {
   stallMs: 60_000,
   maxEventBytes: 1 << 20,
   entryOverheadBytes: ENTRY_OVERHEAD_BYTES,
+  resumeGraceMs: 30_000,
 };
 
 export interface FlowControl {
@@ -103,6 +111,8 @@ export class OutputFanout<E> {
   /** Per stream, the position before which every byte has been evicted. */
   readonly #dropped: OutputOffsets = { stdout: 0, stderr: 0, pty: 0 };
   readonly #subscribers = new Set<Subscription<E>>();
+  /** Cursors of subscribers that left before the end: their unread output waits for a resume. */
+  #departed: { seq: number; until: number }[] = [];
   #flow: FlowControl | undefined;
   #paused = false;
   #stallTimer: NodeJS.Timeout | undefined;
@@ -242,6 +252,7 @@ export class OutputFanout<E> {
   /** Drops the history (when the process record is forgotten); live readers keep what they still need. */
   clearHistory(): void {
     this.#historyCleared = true;
+    this.#departed = [];
     this.#evict();
   }
 
@@ -261,6 +272,13 @@ export class OutputFanout<E> {
     if (this.#retainedCost <= limit) return;
     let pinned = Number.POSITIVE_INFINITY;
     for (const sub of this.#subscribers) pinned = Math.min(pinned, sub._seq);
+    if (this.#departed.length > 0) {
+      // Departed readers' backlogs are kept while they are young and the log is under the hard cap.
+      const now = Date.now();
+      if (this.#retainedCost > this.#limits.hardCapBytes) this.#departed = [];
+      else this.#departed = this.#departed.filter((d) => d.until > now);
+      for (const d of this.#departed) pinned = Math.min(pinned, d.seq);
+    }
     const keepLast = this.#historyCleared ? 0 : 1;
     while (this.#retainedCost > limit && this.#log.length - this.#head > keepLast && this.#base < pinned) {
       const e = this.#log[this.#head] as Entry;
@@ -299,6 +317,9 @@ export class OutputFanout<E> {
 
   _unsubscribe(sub: Subscription<E>): void {
     if (this.#subscribers.delete(sub)) {
+      if (!this.#end && this.#limits.resumeGraceMs > 0) {
+        this.#departed.push({ seq: sub._seq, until: Date.now() + this.#limits.resumeGraceMs });
+      }
       this.#evict();
       this.#updateFlow();
     }

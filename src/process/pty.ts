@@ -48,7 +48,7 @@ declare const Bun: {
     },
   ): {
     pid: number;
-    terminal: { write(data: Uint8Array): number; resize(cols: number, rows: number): void; close(): void; closed: boolean };
+    terminal: { write(data: Uint8Array): number; resize(cols: number, rows: number): void; close(): void; closed: boolean; inputFlags: number };
     signalCode: NodeJS.Signals | null;
     exitCode: number | null;
     exited: Promise<number>;
@@ -61,8 +61,22 @@ export function spawnPty(options: PtySpawnOptions): PtyChild {
   return isBun ? spawnBunPty(options) : spawnNodePty(options);
 }
 
+/** termios c_iflag IXON: the line discipline honours STOP (^S) and START (^Q) from the master side. */
+const IXON = 0o2000;
+const XOFF = Uint8Array.of(0x13);
+const XON = Uint8Array.of(0x11);
+
+/**
+ * Bun's terminal reads the master itself and has no pause. Flow control is the terminal's own:
+ * while the terminal has IXON set (a shell, `cat`, build output: the default), pause writes STOP
+ * (^S) to the master, so the line discipline stops output and the program blocks in write();
+ * resume writes START (^Q). A program that turned IXON off (raw mode: vim, htop, less) cannot be
+ * held this way; its output is then bounded by the fan-out's per-subscriber hard cap only.
+ * Input typed while paused may restart output (IXANY), so STOP is sent again after each write.
+ */
 function spawnBunPty(o: PtySpawnOptions): PtyChild {
   let closed = false;
+  let stopSent = false;
   const onClose = () => {
     if (closed) return;
     closed = true;
@@ -79,15 +93,35 @@ function spawnBunPty(o: PtySpawnOptions): PtyChild {
     },
   });
   void proc.exited.then(() => o.onExit(proc.exitCode, proc.signalCode));
+  const ixon = () => {
+    try {
+      return (proc.terminal.inputFlags & IXON) !== 0;
+    } catch {
+      return false;
+    }
+  };
+  const send = (data: Uint8Array) => {
+    if (!proc.terminal.closed) proc.terminal.write(data);
+  };
   return {
     pid: proc.pid,
     write: (data) => {
-      if (!proc.terminal.closed) proc.terminal.write(data);
+      send(data);
+      if (stopSent && ixon()) send(XOFF);
     },
     resize: (cols, rows) => proc.terminal.resize(cols, rows),
-    // Bun's terminal has no flow control: PTY output is bounded by the subscriber caps instead.
-    pause: () => {},
-    resume: () => {},
+    pause: () => {
+      if (!stopSent && ixon()) {
+        stopSent = true;
+        send(XOFF);
+      }
+    },
+    resume: () => {
+      if (stopSent) {
+        stopSent = false;
+        send(XON);
+      }
+    },
     close: () => {
       if (!proc.terminal.closed) proc.terminal.close();
       onClose();
