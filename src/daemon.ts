@@ -137,7 +137,7 @@ async function build(
   const watchers = store.add(new WatcherRegistry());
   const users = new UserDb();
   const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
-  const processes = new ProcessManager({ session, log, daemonPath: path, cgroupOf: (kind) => cgroups.procsPath(kind) });
+  const processes = new ProcessManager({ session, log, daemonPath: path, cgroupOf: (kind) => cgroups.procsPath(kind), outputLog: extras.logShipper });
   store.add(
     toDisposable(async () => {
       // Keep-alive connections must not carry new requests while processes end: close them as

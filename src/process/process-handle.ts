@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { Code, EnvdError, spawnError } from "../errors.ts";
 import { inputStateError } from "./input-error.ts";
 import type { LaunchPlan } from "./launch-plan.ts";
+import { type OutputLogSink, OutputLogRecorder } from "./output-log.ts";
 import { endReason, type OomProbe, oomProbe } from "./end-reason.ts";
 import { type ExitStatus, exitStatusOf, signalNameOf } from "./exit-status.ts";
 import { type FanoutLimits, OutputFanout, type OutputOffsets, type OutputStream, type Subscription } from "./output-fanout.ts";
@@ -32,6 +33,8 @@ export interface StartOptions {
   stdin: boolean;
   /** Absolute lifetime limit in ms; the group is SIGKILLed when it passes. */
   timeoutMs: number | undefined;
+  /** Where output goes as log records (when a log collector is configured). */
+  outputLog?: OutputLogSink | undefined;
   /** The cgroup the child joins (its memory.events tells an OOM kill apart). */
   cgroupDir?: string | undefined;
   drainGraceMs?: number;
@@ -64,6 +67,7 @@ export class ProcessHandle {
   /** Signals envd itself sent (SendSignal, the deadline, shutdown): not "from outside". */
   readonly #sentSignals = new Set<string>();
   readonly #oom: OomProbe;
+  readonly #outputLog: OutputLogRecorder | undefined;
 
   private constructor(opts: StartOptions, pid: number) {
     this.pid = pid;
@@ -75,6 +79,7 @@ export class ProcessHandle {
     this.output = new OutputFanout<ExitStatus>(opts.fanoutLimits);
     this.#timeoutMs = opts.timeoutMs;
     this.#oom = oomProbe(opts.cgroupDir);
+    this.#outputLog = opts.outputLog ? new OutputLogRecorder(opts.outputLog, pid) : undefined;
     this.exited = new Promise((resolve) => {
       this.#resolveExited = resolve;
     });
@@ -261,6 +266,7 @@ export class ProcessHandle {
   /** Each read goes to the fan-out whole; data events are sized there (coalesced up to 1 MiB). */
   #onData(stream: OutputStream, data: Buffer): void {
     this.output.push(stream, data);
+    this.#outputLog?.feed(stream, data);
     if (this.#exitInfo) this.#armDrainTimer();
   }
 
@@ -304,6 +310,7 @@ export class ProcessHandle {
       oom: this.#oom,
     });
     if (reason !== undefined) info = { ...info, error: reason };
+    this.#outputLog?.end();
     this.#clearDrainTimer();
     this.#status = info;
     this.#child?.stdout?.destroy();

@@ -14,6 +14,7 @@ import type { User } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { childEnv, planLaunch, type SystemTools } from "./launch-plan.ts";
 import { spawnTurn } from "./spawn-turns.ts";
+import type { OutputLogSink } from "./output-log.ts";
 import type { ProcessHandle } from "./process-handle.ts";
 import { ProcessTable } from "./process-table.ts";
 
@@ -41,7 +42,10 @@ export class ProcessManager implements AsyncDisposable {
   /** Cuts the background ionice check short at disposal (detectTools). */
   readonly #probe = new AbortController();
 
-  constructor(opts: { session: Session; log: Logger; daemonPath: string; cgroupOf?: CgroupPlacer }) {
+  readonly #outputLog: OutputLogSink | undefined;
+
+  constructor(opts: { session: Session; log: Logger; daemonPath: string; cgroupOf?: CgroupPlacer; outputLog?: OutputLogSink | undefined }) {
+    this.#outputLog = opts.outputLog;
     this.#session = opts.session;
     this.#daemonPath = opts.daemonPath;
     this.#cgroupOf = opts.cgroupOf ?? (() => undefined);
@@ -102,6 +106,7 @@ export class ProcessManager implements AsyncDisposable {
       stdin: req.stdin,
       timeoutMs: req.timeoutMs,
       cgroupDir: cgroupProcs === undefined ? undefined : dirname(cgroupProcs),
+      outputLog: this.#outputLog,
     });
   }
 

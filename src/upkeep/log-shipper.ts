@@ -29,6 +29,11 @@ export class LogShipper {
     this.#post = post;
   }
 
+  /** A collector is known (the metadata named one): command output is worth recording. */
+  get enabled(): boolean {
+    return this.#target !== undefined && !this.#stopped.signal.aborted;
+  }
+
   /** Queues one log line (a JSON object, with or without its newline). */
   write(line: string): void {
     if (this.#stopped.signal.aborted) return;
