@@ -466,7 +466,10 @@ export class Subscription<E> implements Disposable {
       const n = Math.min(e.len - this.#pos, max - size);
       const view = e.buf.subarray(this.#pos, this.#pos + n);
       if (!first) first = { stream: e.stream, offset: e.offset + this.#pos, data: view };
-      else (parts ??= [first.data]).push(view);
+      else {
+        parts ??= [first.data];
+        parts.push(view);
+      }
       size += n;
       this.#pos += n;
       this.#consumed += n;

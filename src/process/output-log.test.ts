@@ -33,7 +33,7 @@ test("a line is cut at 64 KiB; 10,000 records end with one truncation marker", (
   const r = new OutputLogRecorder(s, 1);
   r.feed("stdout", Buffer.alloc(OUTPUT_LOG_LINE_MAX_BYTES + 500, 0x61));
   r.feed("stdout", Buffer.from("bbb\nnext\n"));
-  assert.equal((lines[0]?.message as string).length, OUTPUT_LOG_LINE_MAX_BYTES);
+  assert.equal(String(lines[0]?.message).length, OUTPUT_LOG_LINE_MAX_BYTES);
   assert.equal(lines[1]?.message, "next");
   for (let i = 0; i < OUTPUT_LOG_MAX_RECORDS + 50; i++) r.feed("stderr", Buffer.from(`${i}\n`));
   r.end();

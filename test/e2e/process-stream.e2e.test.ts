@@ -155,8 +155,9 @@ for (const runtime of RUNTIMES) {
         pty: { size: { cols: 80, rows: 24 } },
       })[Symbol.asyncIterator]();
       const first = await stream.next();
-      assert.equal(first.value?.event?.event.case, "start");
-      const pid = (first.value?.event?.event.value as { pid: number }).pid;
+      const startEvent = first.value?.event?.event;
+      assert.equal(startEvent?.case, "start");
+      const pid = startEvent.value.pid;
       const writer = await eventually(
         () => descendantsOf(pid).find((p) => readFileSync(`/proc/${p}/comm`, "utf8").trim() === "tr"),
         "the writer process",
