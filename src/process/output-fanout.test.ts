@@ -61,7 +61,7 @@ test("a subscriber that falls hardCap behind while another keeps up is detached 
     drain(fast);
   }
   assert.equal(f.subscriberCount, 1);
-  // the slow one first gets what was queued, then the error
+  // the slow one gets the error (it no longer pins the log, so what it had not read is not kept for it)
   let err: unknown;
   try {
     drain(slow);

@@ -68,6 +68,12 @@ export const ENTRY_OVERHEAD_BYTES = 256;
 const MERGE_BELOW_BYTES = 16 << 10;
 /** A merged entry grows (doubling) up to this capacity, then a new one starts. */
 const MERGED_ENTRY_MAX_BYTES = 64 << 10;
+/**
+ * What a reader took in its last this-many bytes stays retained while it is connected (and after it
+ * leaves, for the resume grace): it may still be in socket buffers when the connection drops, and
+ * the client resumes from what it actually received.
+ */
+const IN_FLIGHT_BYTES = 4 << 20;
 
 export const DEFAULT_FANOUT_LIMITS: FanoutLimits = {
   historyBytes: 1 << 20,
@@ -271,7 +277,7 @@ export class OutputFanout<E> {
     const limit = this.#historyCleared ? 0 : this.#limits.historyBytes;
     if (this.#retainedCost <= limit) return;
     let pinned = Number.POSITIVE_INFINITY;
-    for (const sub of this.#subscribers) pinned = Math.min(pinned, sub._seq);
+    for (const sub of this.#subscribers) pinned = Math.min(pinned, sub._pinSeq);
     if (this.#departed.length > 0) {
       // Departed readers' backlogs are kept while they are young and the log is under the hard cap.
       const now = Date.now();
@@ -318,7 +324,7 @@ export class OutputFanout<E> {
   _unsubscribe(sub: Subscription<E>): void {
     if (this.#subscribers.delete(sub)) {
       if (!this.#end && this.#limits.resumeGraceMs > 0) {
-        this.#departed.push({ seq: sub._seq, until: Date.now() + this.#limits.resumeGraceMs });
+        this.#departed.push({ seq: sub._pinSeq, until: Date.now() + this.#limits.resumeGraceMs });
       }
       this.#evict();
       this.#updateFlow();
@@ -398,6 +404,8 @@ export class Subscription<E> implements Disposable {
   readonly #from: OutputOffsets;
   /** Cursor: entry sequence number and byte position inside it. */
   _seq: number;
+  /** Entries taken recently: what was sent may still be in flight when the connection drops. */
+  readonly #taken: { seq: number; end: number }[] = [];
   #pos: number;
   /** Bytes (all streams) pushed before the cursor. */
   #consumed: number;
@@ -414,6 +422,12 @@ export class Subscription<E> implements Disposable {
     this.#consumed = consumed;
     this.#from = from;
     this.offsets = { ...from };
+  }
+
+  /** The oldest entry this reader still needs retained: its cursor, or what it sent recently. */
+  get _pinSeq(): number {
+    const t = this.#taken[0];
+    return t ? Math.min(t.seq, this._seq) : this._seq;
   }
 
   /** How far behind the end of the output this reader is: bytes plus a per-entry overhead. */
@@ -445,6 +459,7 @@ export class Subscription<E> implements Disposable {
     const max = f.limits.maxEventBytes;
     let first: OutputChunk | undefined;
     let parts: Buffer[] | undefined;
+    let firstSeq = this._seq;
     let size = 0;
     for (;;) {
       const e = f._entry(this._seq);
@@ -465,7 +480,10 @@ export class Subscription<E> implements Disposable {
       if (first && (e.stream !== first.stream || size >= max)) break;
       const n = Math.min(e.len - this.#pos, max - size);
       const view = e.buf.subarray(this.#pos, this.#pos + n);
-      if (!first) first = { stream: e.stream, offset: e.offset + this.#pos, data: view };
+      if (!first) {
+        first = { stream: e.stream, offset: e.offset + this.#pos, data: view };
+        firstSeq = this._seq;
+      }
       else {
         parts ??= [first.data];
         parts.push(view);
@@ -476,6 +494,8 @@ export class Subscription<E> implements Disposable {
     }
     if (first) {
       if (parts) first.data = Buffer.concat(parts, size);
+      this.#taken.push({ seq: firstSeq, end: this.#consumed });
+      while (this.#taken.length > 1 && (this.#taken[1] as { end: number }).end < this.#consumed - IN_FLIGHT_BYTES) this.#taken.shift();
       this.lastProgressAt = Date.now();
       f._drained();
       return { kind: "data", chunk: first };
