@@ -212,7 +212,10 @@ for (const runtime of RUNTIMES) {
           const expected = existed ? EXISTING : size === 0 ? NEW_EMPTY : NEW;
           assert.deepEqual(shape(events, name), expected, `${o.label}, op ${i} (${name}): ${JSON.stringify(events)}`);
           if (name === "sdk-many-2.txt") assert.deepEqual(shape(events, "sdk-many-1.txt"), NEW, `${o.label}: sdk-many-1.txt`);
-          // With include_entry the events carry the final EntryInfo of the target.
+          // With include_entry the events carry the final EntryInfo of the target. Not for the
+          // reference writer: it writes in place, as Go does, so the size an event's stat sees
+          // depends on when the daemon looks (the race our uploads do not have).
+          if (name.startsWith("ref-")) continue;
           for (const e of events.filter((x) => x.name === name && o.label !== "e2b SDK watchDir")) {
             assert.equal(e.entryName, name, `${o.label}: entry of ${e.type} ${name}`);
             assert.equal(e.size, size, `${o.label}: size in ${e.type} ${name}`);

@@ -100,12 +100,12 @@ for (const runtime of RUNTIMES) {
       const n = collect(envd.process.start({ process: bash("sleep 30"), stdin: false }));
       await eventually(() => n.out.pid, "start event");
       const sel = { selector: { case: "pid" as const, value: n.out.pid } };
-      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "stdin", value: Buffer.from("x") } } }), Code.Internal, /stdin/);
+      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "stdin", value: Buffer.from("x") } } }), Code.FailedPrecondition, /stdin/);
       await envd.process.closeStdin({ process: sel });
       await envd.process.closeStdin({ process: sel });
-      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "pty", value: Buffer.from("x") } } }), Code.Internal, /PTY/);
+      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "pty", value: Buffer.from("x") } } }), Code.FailedPrecondition, /PTY/);
       await expectCode(envd.process.sendInput({ process: sel, input: {} }), Code.InvalidArgument);
-      await expectCode(envd.process.update({ process: sel, pty: { size: { cols: 10, rows: 10 } } }), Code.Internal, /no PTY/);
+      await expectCode(envd.process.update({ process: sel, pty: { size: { cols: 10, rows: 10 } } }), Code.FailedPrecondition, /no PTY/);
       await envd.process.update({ process: sel }); // no pty: a no-op
       await envd.process.sendSignal({ process: sel, signal: Signal.SIGKILL });
       const killed = await n.done;
@@ -138,10 +138,15 @@ for (const runtime of RUNTIMES) {
     test("the end comes from the exit even when a background child keeps the pipes open", async () => {
       await using envd = await startDaemon({ runtime });
       const r = await runToEnd(envd.process, { process: bash("sleep 60 & echo started; exit 5") });
+      // the orphaned sleep is still in the shell's process group: end it, so the daemon leaves nothing behind
+      try {
+        process.kill(-r.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
       assert.equal(r.stdout, "started\n");
       assert.equal(r.end?.exitCode, 5);
       assert.equal(r.end?.status, "exit status 5");
-      // the orphaned sleep is still around; signal it away so the daemon leaves nothing behind
       const list = await envd.process.list({});
       assert.equal(list.processes.length, 0);
     });
@@ -295,8 +300,8 @@ for (const runtime of RUNTIMES) {
       await envd.process.update({ process: sel, pty: { size: { cols: 80, rows: 24 } } });
       await send("stty size\n");
       await eventually(() => s.out.pty.includes("24 80"), "resized");
-      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "stdin", value: Buffer.from("x") } } }), Code.Internal);
-      await expectCode(envd.process.closeStdin({ process: sel }), Code.Unknown, /Ctrl\+D/);
+      await expectCode(envd.process.sendInput({ process: sel, input: { input: { case: "stdin", value: Buffer.from("x") } } }), Code.FailedPrecondition);
+      await expectCode(envd.process.closeStdin({ process: sel }), Code.FailedPrecondition, /Ctrl\+D/);
       await expectCode(envd.process.update({ process: sel, pty: { size: { cols: 0, rows: 0 } } }), Code.InvalidArgument);
       await send("exit 7\n");
       const out = await s.done;
