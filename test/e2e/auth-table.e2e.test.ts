@@ -4,7 +4,7 @@
  * longer arm a restore that resets other clients' streams.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -80,8 +80,14 @@ for (const runtime of RUNTIMES) {
       let envd: Daemon;
       let dir: string;
       before(async () => {
-        envd = await startDaemon({ runtime, args: ["--flavor", flavor, "--no-cgroups"] });
         dir = mkdtempSync(join(tmpdir(), "envd-auth-"));
+        // The right token really runs POST /memory/preload: give it a 128 KiB "RAM" to walk, never
+        // this machine's (docs: the development machine is itself a VM whose host backs each page).
+        writeFileSync(join(dir, "iomem"), "00000000-0000ffff : Reserved\n00010000-0002ffff : System RAM\n");
+        writeFileSync(join(dir, "mem"), Buffer.alloc(0x30000));
+        writeFileSync(join(dir, "drop_caches"), "");
+        const env = { ENVD_IOMEM_PATH: join(dir, "iomem"), ENVD_DEV_MEM_PATH: join(dir, "mem"), ENVD_KCORE_PATH: join(dir, "no-kcore"), ENVD_RUN_DIR: join(dir, "run"), ENVD_DROP_CACHES_PATH: join(dir, "drop_caches"), ENVD_FSTRIM_COMMAND: "true" };
+        envd = await startDaemon({ runtime, args: ["--flavor", flavor, "--no-cgroups"], env });
         assert.equal((await postInit(envd, { accessToken: TOKEN })).status, 204);
       });
       after(async () => {
@@ -105,10 +111,16 @@ for (const runtime of RUNTIMES) {
           const access = RPC_AUTH.find((r) => r.service === service.typeName)?.[flavor] ?? "token";
           for (const m of service.methods) {
             const streaming = m.methodKind !== "unary";
+            // The right token runs the method for real: every path it names lies in this test's own
+            // directory. An empty message would mean path "" (the user's home, /root here), and a
+            // Remove of that deletes root's home directory.
+            const json = JSON.stringify(probeMessage(service.typeName, m.name, dir));
+            const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), Buffer.from(json)]);
+            envelope.writeUInt32BE(envelope.length - 5, 1);
             const init: RequestInit = {
               method: "POST",
               headers: { "content-type": streaming ? "application/connect+json" : "application/json" },
-              body: streaming ? new Uint8Array([0, 0, 0, 0, 2, 123, 125]) : "{}",
+              body: streaming ? new Uint8Array(envelope) : json,
             };
             await expectRow(`/${service.typeName}/${m.name}`, access, (token) => call(envd, `/${service.typeName}/${m.name}`, init, token));
           }
@@ -146,4 +158,13 @@ for (const runtime of RUNTIMES) {
       });
     });
   }
+}
+
+/** A harmless request for `method`: Filesystem paths inside `dir`, nothing for the other services. */
+function probeMessage(service: string, method: string, dir: string): Record<string, string> {
+  if (service !== "filesystem.Filesystem") return {};
+  const probe = join(dir, "auth-probe");
+  if (method === "Move") return { source: probe, destination: join(dir, "auth-probe-moved") };
+  if (method === "GetWatcherEvents" || method === "RemoveWatcher") return { watcherId: "no-such-watcher" };
+  return { path: probe };
 }
