@@ -56,7 +56,9 @@ for (const runtime of RUNTIMES) {
       }
       const start = messages[0]?.json as { event: { start: { pid: number } } };
       assert.ok(start.event.start.pid > 0);
-      assert.deepEqual(messages[1]?.json, { event: { data: { stdout: "aGkK" } } });
+      // Every data event carries its byte position (resumable streams, docs/compatibility.md;
+      // int64 is a JSON string); clients without resume ignore the field, as the e2b SDK does.
+      assert.deepEqual(messages[1]?.json, { event: { data: { stdout: "aGkK", offset: "0" } } });
       assert.deepEqual(messages[2]?.json, { event: { end: { exited: true, status: "exit status 0" } } });
       assert.equal(messages.at(-1)?.flags, 2);
       assert.deepEqual(messages.at(-1)?.json, {});
