@@ -11,7 +11,8 @@
  * While the workload is frozen nothing may be started into it (a child would freeze before its
  * first instruction): the placer then refuses with Unavailable.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -69,23 +70,34 @@ export interface CgroupsOptions {
   selfDir?: string;
 }
 
-/** Sets up the groups, or returns the no-op manager when cgroup v2 is not usable at `root`. */
-export function createCgroups(opts: CgroupsOptions): Cgroups {
+/**
+ * Sets up the groups, or returns the no-op manager when cgroup v2 is not usable at `root`. All the
+ * work (enabling controllers, creating the groups, writing their limits, clearing a stale freeze)
+ * is done here, in an awaited step of the daemon's start; the managers' constructors only store.
+ */
+export async function createCgroups(opts: CgroupsOptions): Promise<Cgroups> {
   const { log } = opts;
   if (opts.disabled) {
     log.info("cgroups disabled (-no-cgroups)");
     return new NoopCgroups();
   }
-  if (!existsSync(join(opts.root, "cgroup.controllers"))) {
+  if (!(await exists(join(opts.root, "cgroup.controllers")))) {
     log.info("cgroup v2 not available; children stay in the daemon's cgroup", { root: opts.root });
     return new NoopCgroups();
   }
   try {
-    return new CgroupV2(opts);
+    return await CgroupV2.create(opts);
   } catch (err) {
     log.warn("cgroup setup failed; children stay in the daemon's cgroup", { root: opts.root, err: String(err) });
     return new NoopCgroups();
   }
+}
+
+function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 class NoopCgroups implements Cgroups {
@@ -139,52 +151,60 @@ class CgroupV2 implements Cgroups {
   #frozenDirs: string[] = [];
   #frozen = false;
 
-  constructor(opts: CgroupsOptions) {
-    this.root = opts.root;
-    this.#log = opts.log;
-    this.#selfDir = opts.selfDir ?? readSelfCgroupDir();
-    const available = new Set(readFileSync(join(this.root, "cgroup.controllers"), "utf8").trim().split(/\s+/).filter(Boolean));
+  private constructor(root: string, log: Logger, selfDir: string | undefined) {
+    this.root = root;
+    this.#log = log;
+    this.#selfDir = selfDir;
+  }
+
+  /** Enables the controllers the root offers, creates the groups and applies their settings. */
+  static async create(opts: CgroupsOptions): Promise<CgroupV2> {
+    const cg = new CgroupV2(opts.root, opts.log, opts.selfDir ?? readSelfCgroupDir());
+    const log = opts.log;
+    const root = opts.root;
+    const available = new Set((await readFile(join(root, "cgroup.controllers"), "utf8")).trim().split(/\s+/).filter(Boolean));
     const enabled: string[] = [];
     for (const c of CONTROLLERS) {
       if (!available.has(c)) continue;
       try {
-        writeFileSync(join(this.root, "cgroup.subtree_control"), `+${c}`);
+        await writeFile(join(root, "cgroup.subtree_control"), `+${c}`);
         enabled.push(c);
       } catch (err) {
-        this.#log.warn("cannot enable cgroup controller", { controller: c, err: String(err) });
+        log.warn("cannot enable cgroup controller", { controller: c, err: String(err) });
       }
     }
-    const memTotal = opts.memTotalBytes ?? memTotalFromMeminfo(readFileSync("/proc/meminfo", "utf8"));
+    const memTotal = opts.memTotalBytes ?? memTotalFromMeminfo(await readFile("/proc/meminfo", "utf8"));
     const settings = groupSettings(memTotal);
     const skipped = new Set<string>();
     for (const kind of Object.keys(GROUP_DIRS) as CgroupKind[]) {
-      const dir = join(this.root, GROUP_DIRS[kind]);
-      mkdirSync(dir, { recursive: true });
+      const dir = join(root, GROUP_DIRS[kind]);
+      await mkdir(dir, { recursive: true });
       for (const [file, value] of settings[kind]) {
         // A controller that is not enabled has no files (writing one fails with EACCES): skip it.
-        if (!existsSync(join(dir, file))) {
+        if (!(await exists(join(dir, file)))) {
           skipped.add(file.split(".")[0] as string);
           continue;
         }
         try {
-          writeFileSync(join(dir, file), value);
+          await writeFile(join(dir, file), value);
         } catch (err) {
-          this.#log.warn("cannot apply cgroup setting", { group: GROUP_DIRS[kind], file, value, err: String(err) });
+          log.warn("cannot apply cgroup setting", { group: GROUP_DIRS[kind], file, value, err: String(err) });
         }
       }
       // A group left frozen by an earlier daemon (crash during a pause) must not swallow new children.
       try {
-        writeFileSync(join(dir, "cgroup.freeze"), "0");
+        await writeFile(join(dir, "cgroup.freeze"), "0");
       } catch {
         // no freezer (kernel < 5.2)
       }
     }
-    this.#log.info("cgroups ready", {
-      root: this.root,
+    log.info("cgroups ready", {
+      root,
       controllers: enabled,
       skipped: [...skipped],
       workloadMemoryBytes: workloadMemoryBytes(memTotal),
     });
+    return cg;
   }
 
   get frozen(): boolean {

@@ -31,7 +31,7 @@ import { resolveUser } from "../users/resolve-user.ts";
 import type { User, UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { checkResponseSize, MAX_RESPONSE_MESSAGE_BYTES } from "./message-cap.ts";
-import { usernameFromAuthorization } from "./request-user.ts";
+import { usernameFromAuthorization } from "../users/request-user.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EntryInit = MessageInitShape<typeof EntryInfoSchema>;

@@ -18,8 +18,8 @@ import type { Selector } from "../process/process-table.ts";
 import { resolveUser } from "../users/resolve-user.ts";
 import type { UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
-import { usernameFromAuthorization } from "./request-user.ts";
-import { startRequestOf } from "./start-request.ts";
+import { usernameFromAuthorization } from "../users/request-user.ts";
+import { startRequestOf } from "../process/start-request.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>;

@@ -18,8 +18,8 @@ import { type StartRequest, StartRequestSchema } from "../gen/process/process_pb
 import type { Logger } from "../log.ts";
 import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
-import { usernameFromAuthorization } from "../rpc/request-user.ts";
-import { startRequestOf } from "../rpc/start-request.ts";
+import { usernameFromAuthorization } from "../users/request-user.ts";
+import { startRequestOf } from "../process/start-request.ts";
 import type { Session } from "../session.ts";
 import { resolveUser } from "../users/resolve-user.ts";
 import type { User, UserDb } from "../users/user-db.ts";

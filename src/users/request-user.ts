@@ -1,6 +1,6 @@
 /**
- * The user an RPC names: `Authorization: Basic base64("<user>:")` (password ignored). Undefined
- * means the session's default user; users/resolve-user.ts turns either into a User.
+ * The user a Connect call or a GET /exec names: `Authorization: Basic base64("<user>:")` (password
+ * ignored). Undefined means the session's default user; resolve-user.ts turns either into a User.
  */
 
 export function usernameFromAuthorization(header: string | null | undefined): string | undefined {
