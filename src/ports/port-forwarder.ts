@@ -103,10 +103,19 @@ class Forward {
       [upstream, client],
     ] as const) {
       a.on("error", finish);
-      a.once("close", () => {
+      a.once("close", (hadError: boolean) => {
         this.#sockets.delete(a);
-        // Once one side is fully closed nothing more can flow to it: close the other.
-        finish();
+        if (hadError || !a.readableEnded) {
+          // An abortive close (reset, error, or gone before its FIN): drop the other side too.
+          finish();
+          return;
+        }
+        // A clean close: pipe() has already called b.end(), but b may still hold bytes it has not
+        // handed to the kernel (its reader is slower than ours). Destroying b now would cut that
+        // tail off; close it once its writes are out. Nothing more can flow to `a`, so b's read
+        // side is of no use after that.
+        if (b.writableFinished) b.destroy();
+        else b.once("finish", () => b.destroy());
       });
       // pipe() gives backpressure and forwards the FIN (end) without closing the read side.
       a.pipe(b);

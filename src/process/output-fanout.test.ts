@@ -287,3 +287,22 @@ test("a subscriber that leaves keeps its position retained for a resume, within 
   // Back to the history bound, plus the newest entry (merged small reads grow up to 64 KiB).
   assert.ok(f.retainedBytes <= 4096 + (64 << 10) + ENTRY_OVERHEAD_BYTES, `${f.retainedBytes}`);
 });
+
+test("a subscriber that leaves after the process ended keeps its position retained for a resume", () => {
+  const f = new OutputFanout<string>({ historyBytes: 4096, hardCapBytes: 1 << 20, resumeGraceMs: 60_000 });
+  const sub = f.subscribe({ replay: false });
+  for (let i = 0; i < 20; i++) f.push("stdout", Buffer.alloc(20_000, 2)); // 400 KB > history, < hard cap
+  f.end("done");
+  // The reader took everything, but its client received only the first 1000 bytes when it dropped.
+  while (sub.take()?.kind === "data") {}
+  sub[Symbol.dispose]();
+  const back = f.subscribe({ replay: true, from: { stdout: 1000, stderr: 0, pty: 0 } });
+  const got = drain(back);
+  assert.deepEqual(got.at(-1), { kind: "end", end: "done" });
+  const data = got.slice(0, -1) as DataItem[];
+  assert.equal(data[0]?.chunk.offset, 1000);
+  assert.equal(
+    data.reduce((n, i) => n + i.chunk.data.byteLength, 0),
+    399_000,
+  );
+});

@@ -21,7 +21,7 @@
  *   for `stallMs` while it holds the source paused, is detached with an explicit error: it can
  *   never stall the child or the other subscribers, and it stops pinning the log.
  * - With no subscriber the source is never paused; output only feeds the history. A subscriber
- *   that leaves before the end (a dropped connection) keeps its position retained for
+ *   that leaves (a dropped connection, also after the end) keeps its position retained for
  *   `resumeGraceMs`, as long as the log stays under `hardCapBytes`, so the client can resume.
  */
 import { Code, EnvdError } from "../errors.ts";
@@ -117,7 +117,7 @@ export class OutputFanout<E> {
   /** Per stream, the position before which every byte has been evicted. */
   readonly #dropped: OutputOffsets = { stdout: 0, stderr: 0, pty: 0 };
   readonly #subscribers = new Set<Subscription<E>>();
-  /** Cursors of subscribers that left before the end: their unread output waits for a resume. */
+  /** Cursors of subscribers that left (before or after the end): their unread output waits for a resume. */
   #departed: { seq: number; until: number }[] = [];
   #flow: FlowControl | undefined;
   #paused = false;
@@ -323,7 +323,9 @@ export class OutputFanout<E> {
 
   _unsubscribe(sub: Subscription<E>): void {
     if (this.#subscribers.delete(sub)) {
-      if (!this.#end && this.#limits.resumeGraceMs > 0) {
+      // Also after the end: a fast command often ends before its reader's connection drops, and
+      // the client resumes from what it received (the record, and so the log, goes 30 s after the end).
+      if (this.#limits.resumeGraceMs > 0) {
         this.#departed.push({ seq: sub._pinSeq, until: Date.now() + this.#limits.resumeGraceMs });
       }
       this.#evict();

@@ -137,6 +137,11 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
       const legacy = legacyOf(ctx);
       const user = requestUser(ctx);
       using watcher = await startWatcher(req, user);
+      // The client leaving releases the watch at once, also while this generator is parked in a
+      // write that backpressure holds (a reader that stopped reading, then went away).
+      const release = () => watcher.close();
+      ctx.signal.addEventListener("abort", release, { once: true });
+      using _ = { [Symbol.dispose]: () => ctx.signal.removeEventListener("abort", release) };
       const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
       yield { event: { case: "start", value: {} } };
       for (;;) {

@@ -423,7 +423,7 @@ for (const runtime of RUNTIMES) {
       ctrl.abort();
       active.abort();
       await active.done;
-      await eventually(() => inotifyCount(envd.pid) === idle, "both watches released");
+      await eventually(() => inotifyCount(envd.pid) === idle, "both watches released", 30_000);
     });
 
     test("kernel queue overflow ends the stream and the polling watcher with resource_exhausted", async () => {

@@ -137,11 +137,18 @@ function removeNetns(ns: string, vh: string): void {
 }
 
 /** Connects, writes `data`, half-closes and returns everything read until the peer closes. */
-export function echoOnce(host: string, port: number, data: Buffer): Promise<Buffer> {
+export function echoOnce(host: string, port: number, data: Buffer, opts: { slowReader?: boolean } = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     const s = net.connect({ host, port }, () => s.end(data));
-    s.on("data", (d: Buffer) => chunks.push(d));
+    s.on("data", (d: Buffer) => {
+      chunks.push(d);
+      if (!opts.slowReader) return;
+      // A reader slower than the relay: the relay's side of this connection holds unsent bytes
+      // when the guest's side closes.
+      s.pause();
+      setTimeout(() => s.resume(), 1);
+    });
     s.once("error", reject);
     s.once("close", () => resolve(Buffer.concat(chunks)));
   });
