@@ -117,9 +117,11 @@ for (const runtime of RUNTIMES) {
     test("resumeFrom no longer retained or beyond the output is out_of_range; Connect without it replays the history with offsets", async () => {
       await using envd = await startDaemon({ runtime });
       let pid = 0;
-      for await (const res of envd.binary.process.start({ process: sh("head -c 3000000 /dev/zero"), stdin: false })) {
+      for await (const res of envd.binary.process.start({ process: sh("head -c 8000000 /dev/zero"), stdin: false })) {
         if (res.event?.event.case === "start") pid = res.event.event.value.pid;
       }
+      // 8 MB: more than the 1 MiB history plus the 4 MiB a departed reader keeps pinned (what it
+      // took last may still have been in flight when it left), so the start is let go.
       const sel = { selector: { case: "pid" as const, value: pid } };
       const drain = async (resumeFrom?: Pos) => {
         const items: { offset: bigint | undefined; n: number }[] = [];
@@ -132,19 +134,19 @@ for (const runtime of RUNTIMES) {
         return { offsets, items };
       };
       await expectCode(drain({ stdout: 0n, stderr: 0n, pty: 0n }), Code.OutOfRange, /no longer retained/);
-      await expectCode(drain({ stdout: 3_000_001n, stderr: 0n, pty: 0n }), Code.OutOfRange, /has produced 3000000 bytes of stdout/);
-      await expectCode(drain({ stdout: 3_000_000n, stderr: 5n, pty: 0n }), Code.OutOfRange);
-      const atEnd = await drain({ stdout: 3_000_000n, stderr: 0n, pty: 0n });
+      await expectCode(drain({ stdout: 8_000_001n, stderr: 0n, pty: 0n }), Code.OutOfRange, /has produced 8000000 bytes of stdout/);
+      await expectCode(drain({ stdout: 8_000_000n, stderr: 5n, pty: 0n }), Code.OutOfRange);
+      const atEnd = await drain({ stdout: 8_000_000n, stderr: 0n, pty: 0n });
       assert.deepEqual(atEnd.items, []);
       const replay = await drain();
       const from = replay.offsets?.stdout ?? 0n;
-      assert.ok(from > 0n && from < 3_000_000n, `history starts at ${from}`);
+      assert.ok(from > 0n && from < 8_000_000n, `history starts at ${from}`);
       let at = from;
       for (const it of replay.items) {
         assert.equal(it.offset, at);
         at += BigInt(it.n);
       }
-      assert.equal(at, 3_000_000n);
+      assert.equal(at, 8_000_000n);
     });
 
     // Node only for now: on Bun the XOFF/XON flow control (process/pty.ts) did not hold the
