@@ -304,7 +304,8 @@ for (const runtime of RUNTIMES) {
       const events: string[] = [];
       const err = await (async () => {
         try {
-          for await (const res of envd.filesystem.watchDir({ path: d }, { timeoutMs: 300 })) events.push(res.event.case ?? "");
+          // Long enough for the start event to arrive on a loaded CI machine (300 ms was not).
+          for await (const res of envd.filesystem.watchDir({ path: d }, { timeoutMs: 2_000 })) events.push(res.event.case ?? "");
         } catch (e) {
           return ConnectError.from(e);
         }
