@@ -363,3 +363,64 @@ for (const runtime of RUNTIMES) {
     });
   });
 }
+
+for (const runtime of RUNTIMES) {
+  describe(`the host's process calls beyond Exec, binary codec as connect-go sends them [${runtime}]`, () => {
+    test("StartBackground + ConnectProcess + KillProcess; PtyStart, PtyConnect, PtySendInput, PtyResize, PtyKill", async () => {
+      const dir = tempDir("host-process");
+      await using envd = await startDaemon({ runtime, args: ["-flavor", "wrenn"], env: { ENVD_RUN_DIR: join(dir, "run") } });
+      const host = new WrennHost(envd.url);
+
+      // StartBackground (tag, stdin false; the host closes the stream at the start event), then
+      // ConnectProcess by pid: the output so far is replayed, then live; KillProcess by tag ends it.
+      const pid = await host.startBackground("bg-play", "/bin/sh", ["-c", "echo started; exec sleep 600"]);
+      assert.ok(pid > 0);
+      const bg = host.connectProcess({ pid });
+      await bg.waitFor((s) => s.text("stdout") === "started\n", "the background output");
+      assert.equal(bg.events[0]?.type, "start");
+      assert.equal(bg.events[0]?.pid, pid);
+      const byTag = host.connectProcess({ tag: "bg-play" });
+      await byTag.waitFor((s) => s.events.some((e) => e.type === "start" && e.pid === pid), "the start event by tag");
+      await host.killProcess({ tag: "bg-play" }, 15);
+      for (const s of [bg, byTag]) {
+        await s.waitFor((x) => x.events.some((e) => e.type === "end"), "the end event");
+        await s.ended;
+        assert.deepEqual(s.events.at(-1), { type: "end", exitCode: -1, error: "signal: terminated" });
+      }
+
+      // PtyStart (80 × 24, tag, stdin true); PtyConnect by tag sees the same terminal.
+      const script = 'stty size; while IFS= read -r l; do echo "got:$l"; stty size; done';
+      const pty = host.ptyStart("pty-play", "/bin/sh", ["-c", script], 80, 24);
+      await pty.waitFor((s) => s.text("pty").includes("24 80"), "the first size");
+      const ptyPid = pty.events[0]?.pid as number;
+      assert.equal(pty.events[0]?.type, "start");
+      const attached = host.ptyConnect("pty-play");
+      await attached.waitFor((s) => s.events.some((e) => e.type === "start" && e.pid === ptyPid), "PtyConnect's start");
+      await host.ptySendInput("pty-play", "hello\n");
+      for (const s of [pty, attached]) await s.waitFor((x) => x.text("pty").includes("got:hello"), "the echoed input");
+      await host.ptyResize("pty-play", 100, 30);
+      await host.ptySendInput("pty-play", "again\n");
+      for (const s of [pty, attached]) await s.waitFor((x) => /got:again\r?\n30 100/.test(x.text("pty")), "the new size");
+      assert.ok(!pty.events.some((e) => e.type === "stdout" || e.type === "stderr"), "a PTY's output comes as pty data");
+      await host.ptyKill("pty-play");
+      for (const s of [pty, attached]) {
+        await s.waitFor((x) => x.events.some((e) => e.type === "end"), "the PTY's end");
+        await s.ended;
+        assert.deepEqual(s.events.at(-1), { type: "end", exitCode: -1, error: "signal: killed" });
+      }
+
+      assert.deepEqual(host.calls, [
+        "POST /process.Process/Start",
+        "POST /process.Process/Connect",
+        "POST /process.Process/Connect",
+        "POST /process.Process/SendSignal",
+        "POST /process.Process/Start",
+        "POST /process.Process/Connect",
+        "POST /process.Process/SendInput",
+        "POST /process.Process/Update",
+        "POST /process.Process/SendInput",
+        "POST /process.Process/SendSignal",
+      ]);
+    });
+  });
+}
