@@ -29,6 +29,7 @@ test("a start that fails at listen (port taken) leaves no timer, socket, child o
   const env = {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
     ENVD_CLOCK_COMMAND: "true",
+    ENVD_CHRONYC_COMMAND: "true",
     ENVD_RUN_DIR: join(dir, "run"),
     ENVD_HOSTS_FILE: join(dir, "hosts"),
     ENVD_CA_BUNDLE: join(dir, "ca.crt"),

@@ -30,7 +30,7 @@ import { WatcherRegistry } from "./fs/watcher-registry.ts";
 import { EnvdServer } from "./server.ts";
 import { UserDb } from "./users/user-db.ts";
 import { CaInstaller } from "./control/ca-bundle.ts";
-import { createClockSetter } from "./control/clock.ts";
+import { chronyMakestep, createClockSetter } from "./control/clock.ts";
 import { InitService } from "./control/init-service.ts";
 import type { LogShipper } from "./upkeep/log-shipper.ts";
 import { HeapTrimmer } from "./upkeep/heap-trimmer.ts";
@@ -214,6 +214,7 @@ async function build(
       server,
       cgroups,
       setClock,
+      chronyc: config.vm.chronycCommand,
       loops: [
         { name: "cpu-sampler", start: () => cpu.start(), stop: () => cpu.stop() },
         { name: "heap-trimmer", start: () => heap.start(), stop: () => heap.stop() },
@@ -236,6 +237,7 @@ async function build(
     shutdownSignal: shutdown.signal,
     runDir: config.vm.runDir,
     path,
+    stepChrony: () => void chronyMakestep(config.vm.chronycCommand, path),
     // As envd-rs: a new lifecycle_id (boot, every resume) resets the memory preloader and starts
     // port forwarding over.
     onLifecycle: async () => {

@@ -47,6 +47,22 @@ export function epochArgument(ns: bigint): string {
 
 export type ClockSetter = (targetNs: bigint) => Promise<void>;
 
+const CHRONYC_TIMEOUT_MS = 3_000;
+
+/**
+ * Runs `<command> -a makestep` (default `chronyc`, from PATH; ENVD_CHRONYC_COMMAND in tests) so
+ * chrony, when it runs, steps the clock at once instead of slewing. Resolves with whether chrony
+ * answered `200 OK`; a missing chronyc or a chronyd that is not running resolves false. The child
+ * is spawned before this returns.
+ */
+export function chronyMakestep(command: string | undefined, path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(command ?? "chronyc", ["-a", "makestep"], { timeout: CHRONYC_TIMEOUT_MS, env: { PATH: path } }, (err, stdout) => {
+      resolve(!err && /200 OK/.test(String(stdout)));
+    });
+  });
+}
+
 /** struct timespec (x86_64, aarch64): tv_sec i64, tv_nsec i64, little-endian. */
 export function encodeTimespec(ns: bigint): Uint8Array {
   const buf = new Uint8Array(16);

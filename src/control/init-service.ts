@@ -27,8 +27,7 @@ import type { Logger } from "../log.ts";
 import type { UserDb } from "../users/user-db.ts";
 import { AsyncLock } from "./async-lock.ts";
 import type { CaInstaller } from "./ca-bundle.ts";
-import { execFile } from "node:child_process";
-import { type ClockSetter, shouldSetClock, shouldStepOnNewLifecycle, wallClockNs } from "./clock.ts";
+import { type ClockSetter, chronyMakestep, shouldSetClock, shouldStepOnNewLifecycle, wallClockNs } from "./clock.ts";
 import { writeHostEntry } from "./hosts-file.ts";
 import type { InitRequest } from "./init-request.ts";
 import { writeRunFile } from "./run-files.ts";
@@ -60,6 +59,12 @@ export interface InitServiceDeps {
   runDir?: string;
   /** PATH for `chronyc`. */
   path?: string;
+  /**
+   * Asks chrony to step, on a new lifecycle (not awaited; its outcome does not matter). Default:
+   * `chronyc -a makestep` (control/clock.ts `chronyMakestep`); the daemon passes ENVD_CHRONYC_COMMAND
+   * through it, unit tests a recorder.
+   */
+  stepChrony?: () => void;
 }
 
 export type InitOutcome = "applied" | "stale";
@@ -162,7 +167,8 @@ export class InitService {
     }
     if (req.timestampNs !== undefined) await this.#syncClock(req.timestampNs, receivedAt, { step: true });
     // chrony (when it runs) steps too, from its own reference; not awaited, failures do not matter.
-    execFile("chronyc", ["-a", "makestep"], { timeout: 3_000, env: { PATH: this.#deps.path ?? "/usr/sbin:/usr/bin:/sbin:/bin" } }, () => {});
+    if (this.#deps.stepChrony) this.#deps.stepChrony();
+    else void chronyMakestep(undefined, this.#deps.path ?? "/usr/sbin:/usr/bin:/sbin:/bin");
   }
 
   #setIdentity(req: InitRequest): void {

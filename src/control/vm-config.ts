@@ -26,6 +26,12 @@ export interface VmConfig {
    * clock is never touched.
    */
   clockCommand: string | undefined;
+  /**
+   * Program run as `<program> -a makestep` to make chrony step (`ENVD_CHRONYC_COMMAND`): after a new
+   * lifecycle_id on /init and after a restore. Undefined: `chronyc` from PATH. Tests name a
+   * recorder here so the machine's chrony is never told to step.
+   */
+  chronycCommand: string | undefined;
   /** Where block devices are listed and their nodes live (`ENVD_SYS_BLOCK_DIR`, `ENVD_DEV_DIR`). */
   sysBlockDir: string;
   devDir: string;
@@ -76,6 +82,7 @@ export function parseVmConfig(env: NodeJS.ProcessEnv, flavor: Flavor): VmConfig 
       nonEmpty(env.ENVD_CA_CERT) ??
       `/usr/local/share/ca-certificates/${flavor === "wrenn" ? "wrenn" : "e2b"}-ca.crt`,
     clockCommand: nonEmpty(env.ENVD_CLOCK_COMMAND),
+    chronycCommand: nonEmpty(env.ENVD_CHRONYC_COMMAND),
     sysBlockDir: nonEmpty(env.ENVD_SYS_BLOCK_DIR) ?? "/sys/block",
     devDir: nonEmpty(env.ENVD_DEV_DIR) ?? "/dev",
     memory: {

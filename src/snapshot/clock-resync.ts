@@ -11,11 +11,10 @@
  *  3. None: the host's next /init `timestamp` sets the clock (E2B's orchestrator sends one on
  *     every resume; see control/clock.ts and control/init-service.ts).
  */
-import { execFile } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Libc } from "../sys/libc.ts";
-import { type ClockSetter, shouldSetClock, wallClockNs } from "../control/clock.ts";
+import { type ClockSetter, chronyMakestep, shouldSetClock, wallClockNs } from "../control/clock.ts";
 
 export interface ClockResyncResult {
   source: "chrony" | "phc" | "none";
@@ -31,14 +30,14 @@ export interface ClockResyncDeps {
   setClock: ClockSetter;
   /** PATH used to find chronyc. */
   path: string;
+  /** Program run instead of `chronyc` (ENVD_CHRONYC_COMMAND). */
+  chronyc?: string | undefined;
   /** /sys/class/ptp (tests may point elsewhere). */
   ptpClassDir?: string;
 }
 
-const CHRONYC_TIMEOUT_MS = 3_000;
-
 export async function resyncClock(deps: ClockResyncDeps): Promise<ClockResyncResult> {
-  const chrony = await chronyMakestep(deps.path);
+  const chrony = await chronyMakestep(deps.chronyc, deps.path);
   if (chrony === true) return { source: "chrony", stepped: true };
   const phc = findKvmPtp(deps.ptpClassDir ?? "/sys/class/ptp");
   if (phc && deps.libc) {
@@ -55,15 +54,6 @@ export async function resyncClock(deps: ClockResyncDeps): Promise<ClockResyncRes
     }
   }
   return { source: "none", stepped: false };
-}
-
-/** true: chrony stepped; false: chronyc missing or chronyd not running. */
-function chronyMakestep(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile("chronyc", ["-a", "makestep"], { timeout: CHRONYC_TIMEOUT_MS, env: { PATH: path } }, (err, stdout) => {
-      resolve(!err && /200 OK/.test(String(stdout)));
-    });
-  });
 }
 
 /** /dev/ptpN of the KVM PTP clock, if the kernel has one. */

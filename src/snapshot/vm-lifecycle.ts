@@ -44,6 +44,8 @@ export interface VmLifecycleOptions {
   server: ConnectionControl;
   cgroups: Cgroups;
   setClock: ClockSetter;
+  /** Program run instead of `chronyc` after a restore (ENVD_CHRONYC_COMMAND). */
+  chronyc?: string | undefined;
   /** Loops built elsewhere (CPU sampler, metadata poller). */
   loops?: BackgroundLoop[];
 }
@@ -74,7 +76,7 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     dropCaches: (reason) => reclaimer.dropNow(reason),
     trim: () => trimFilesystems({ command: lc.fstrimCommand }),
     reseed: () => reseedKernelRandom(libc),
-    resyncClock: () => resyncClock({ libc, setClock: opts.setClock, path }),
+    resyncClock: () => resyncClock({ libc, setClock: opts.setClock, path, chronyc: opts.chronyc }),
   });
   const freezer = new FreezeController({ log, cgroups, lifecycle: snapshot, libc, fsFreezePath: lc.fsFreezePath, path });
 

@@ -64,3 +64,67 @@ test("collectMetrics reads this machine with E2B's field names and units", () =>
   assert.ok(m.mem_used > 0 && m.mem_used < m.mem_total);
   assert.ok(m.disk_used > 0 && m.disk_used <= m.disk_total);
 });
+
+test("the sampler turns two io readings into net_bps and disk_bps over the interval between them", () => {
+  const readings = [
+    { netBytes: 1_000, diskBytes: 4_096 }, // start(): the baseline
+    { netBytes: 3_000, diskBytes: 4_096 + 512 * 100 }, // +2,000 B, +51,200 B over 1 s
+    { netBytes: 3_500, diskBytes: 4_096 + 512 * 100 }, // +500 B, no disk I/O over 0.5 s
+    { netBytes: 100, diskBytes: 0 }, // counters went back (device set changed): 0, not negative
+  ];
+  const times = [10_000, 11_000, 11_500, 12_500];
+  let io = 0;
+  let t = 0;
+  const sampler = new CpuSampler({
+    read: () => ({ total: 0, idle: 0 }),
+    readIo: () => readings[io++] as { netBytes: number; diskBytes: number },
+    now: () => times[t++] as number,
+    intervalMs: 60_000,
+  });
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [0, 0]);
+  sampler.start();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [0, 0], "one reading is no rate yet");
+  sampler.tick();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [2_000, 51_200]);
+  sampler.tick();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [1_000, 0]);
+  sampler.tick();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [0, 0]);
+  sampler.stop();
+});
+
+test("the sampler keeps its io rates through a failed reading and restarts its baseline after stop", () => {
+  const readings: ({ netBytes: number; diskBytes: number } | Error)[] = [
+    { netBytes: 0, diskBytes: 0 },
+    { netBytes: 1_000, diskBytes: 2_000 },
+    new Error("EIO"),
+    // After stop() and start() (a snapshot pause): a new baseline, so the pause is not one long
+    // quiet interval; the rates of before are kept until the next tick.
+    { netBytes: 50_000, diskBytes: 50_000 },
+    { netBytes: 50_300, diskBytes: 50_600 },
+  ];
+  const times = [0, 1_000, 900_000, 901_000]; // a failed reading takes no time stamp
+  let io = 0;
+  let t = 0;
+  const sampler = new CpuSampler({
+    read: () => ({ total: 0, idle: 0 }),
+    readIo: () => {
+      const r = readings[io++];
+      if (r instanceof Error) throw r;
+      return r as { netBytes: number; diskBytes: number };
+    },
+    now: () => times[t++] as number,
+    intervalMs: 60_000,
+  });
+  sampler.start();
+  sampler.tick();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [1_000, 2_000]);
+  sampler.tick(); // the reading fails: the last rates stay
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [1_000, 2_000]);
+  sampler.stop();
+  sampler.start();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [1_000, 2_000]);
+  sampler.tick();
+  assert.deepEqual([sampler.netBps, sampler.diskBps], [300, 600]);
+  sampler.stop();
+});

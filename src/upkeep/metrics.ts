@@ -100,6 +100,7 @@ export class CpuSampler implements Disposable {
   readonly #read: () => CpuTimes;
   readonly #readIo: (() => IoCounters) | undefined;
   readonly #intervalMs: number;
+  readonly #now: () => number;
   #timer: NodeJS.Timeout | undefined;
   #prev: CpuTimes | undefined;
   #prevIo: { at: number; io: IoCounters } | undefined;
@@ -108,10 +109,12 @@ export class CpuSampler implements Disposable {
   #diskBps = 0;
   #cpuCount = 0;
 
-  constructor(opts: { read?: () => CpuTimes; readIo?: () => IoCounters; intervalMs?: number } = {}) {
+  /** `now`: the monotonic clock in ms the byte rates are measured with (tests pass their own). */
+  constructor(opts: { read?: () => CpuTimes; readIo?: () => IoCounters; intervalMs?: number; now?: () => number } = {}) {
     this.#read = opts.read ?? (() => parseProcStat(readFileSync("/proc/stat", "utf8")));
     this.#readIo = opts.readIo;
     this.#intervalMs = opts.intervalMs ?? CPU_SAMPLE_INTERVAL_MS;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
   get percent(): number {
@@ -139,7 +142,7 @@ export class CpuSampler implements Disposable {
     if (this.#timer) return;
     this.#prev = this.#sample();
     try {
-      if (this.#readIo) this.#prevIo = { at: performance.now(), io: this.#readIo() };
+      if (this.#readIo) this.#prevIo = { at: this.#now(), io: this.#readIo() };
     } catch {
       // the first tick starts the baseline instead
     }
@@ -160,7 +163,7 @@ export class CpuSampler implements Disposable {
     } catch {
       return;
     }
-    const at = performance.now();
+    const at = this.#now();
     if (this.#prevIo) {
       const ms = at - this.#prevIo.at;
       this.#netBps = bytesPerSecond(this.#prevIo.io.netBytes, io.netBytes, ms);

@@ -107,8 +107,9 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const [file, ...argv] = [...(options.wrap ?? []), ...program, ...flags] as [string, ...string[]];
   const child = spawn(file, argv, {
     cwd: options.cwd,
-    // ENVD_CLOCK_COMMAND: an /init timestamp in a test must never set this machine's clock.
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ...options.env },
+    // ENVD_CLOCK_COMMAND, ENVD_CHRONYC_COMMAND: an /init in a test must never set this machine's clock
+    // or make its chrony step.
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ENVD_CHRONYC_COMMAND: "true", ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];

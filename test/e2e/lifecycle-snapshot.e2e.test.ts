@@ -3,11 +3,11 @@
  * signal (/health or /init), watched from the outside through raw connections and the daemon's logs.
  */
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { postInit, recorder, tempDir } from "./control-fakes.ts";
-import { eventually, isRoot, RUNTIMES, runToEnd, startDaemon } from "./harness.ts";
+import { eventually, identity, isRoot, RUNTIMES, runToEnd, startDaemon } from "./harness.ts";
 import { rawConnect, rawHealth, rawStartStream } from "./lifecycle-fixtures.ts";
 
 const logsWith = (logs: Record<string, unknown>[], msg: string) => logs.filter((l) => l.msg === msg);
@@ -147,6 +147,50 @@ for (const runtime of RUNTIMES) {
       const prepared = await eventually(() => logsWith(envd.logs, "prepared for snapshot")[0], "the prepare log");
       assert.equal(prepared.droppedCaches, true);
       assert.equal((await envd.fetch("/health")).status, 204);
+    });
+
+    test("fstrim is bounded (2 s): a hanging fstrim is killed and prepare still answers 204", async () => {
+      const dir = tempDir("lc-fstrim-hang");
+      const fstrim = join(dir, "fstrim");
+      const pidFile = join(dir, "fstrim.pid");
+      // exec: the pid written is the sleep itself, the process the daemon must kill.
+      writeFileSync(fstrim, `#!/bin/sh\necho $$ > '${pidFile}'\nexec sleep 30\n`);
+      chmodSync(fstrim, 0o755);
+      const drop = join(dir, "drop_caches");
+      writeFileSync(drop, "");
+      await using envd = await startDaemon({
+        runtime,
+        args: ["-flavor", "wrenn"],
+        env: { ENVD_FSTRIM_COMMAND: fstrim, ENVD_DROP_CACHES_PATH: drop, ENVD_RUN_DIR: join(dir, "run") },
+      });
+      const res = await envd.fetch("/snapshot/prepare", { method: "POST" });
+      assert.equal(res.status, 204);
+      const pid = Number(readFileSync(pidFile, "utf8"));
+      assert.ok(pid > 0);
+      // Prepare waits for the child's end before it answers: by now it is killed and reaped.
+      assert.equal(identity(pid), undefined, `the fstrim child ${pid} is gone`);
+      const prepared = await eventually(() => logsWith(envd.logs, "prepared for snapshot")[0], "the prepare log");
+      assert.equal((prepared.trim as { outcome: string }).outcome, "timeout");
+      assert.equal(prepared.droppedCaches, true);
+      assert.equal(readFileSync(drop, "utf8"), "1");
+      assert.equal((await envd.fetch("/health")).status, 200, "the restore runs; the daemon still serves");
+    });
+
+    test("no fstrim in the image (the command does not exist): prepare still answers 204", async () => {
+      const dir = tempDir("lc-fstrim-none");
+      const drop = join(dir, "drop_caches");
+      writeFileSync(drop, "");
+      await using envd = await startDaemon({
+        runtime,
+        args: ["-flavor", "wrenn"],
+        env: { ENVD_FSTRIM_COMMAND: join(dir, "no-such-fstrim"), ENVD_DROP_CACHES_PATH: drop, ENVD_RUN_DIR: join(dir, "run") },
+      });
+      const res = await envd.fetch("/snapshot/prepare", { method: "POST" });
+      assert.equal(res.status, 204);
+      const prepared = await eventually(() => logsWith(envd.logs, "prepared for snapshot")[0], "the prepare log");
+      assert.equal((prepared.trim as { outcome: string }).outcome, "unavailable");
+      assert.equal(prepared.synced, true);
+      assert.equal(prepared.droppedCaches, true);
     });
 
     test("bad input: 400 with a JSON error, wrong method 405, token gate, /fsfreeze refused outside a VM", async () => {

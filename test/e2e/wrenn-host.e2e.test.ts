@@ -21,7 +21,8 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { ENVD_VERSION } from "../../src/version.ts";
-import { isRoot, ROOT, RUNTIMES, startDaemon } from "./harness.ts";
+import { recorder, tempDir } from "./control-fakes.ts";
+import { descendantsOf, eventually, isRoot, ROOT, RUNTIMES, startDaemon } from "./harness.ts";
 import { WrennHost } from "./wrenn-host.ts";
 
 const has = (cmd: string) => {
@@ -299,6 +300,127 @@ for (const runtime of RUNTIMES) {
 
       // Still serving.
       assert.equal((await envd.fetch("/health")).status, 200);
+    });
+  });
+}
+
+/** Log lines with this message, among the first `upTo` lines (all by default). */
+const logsWith = (logs: Record<string, unknown>[], msg: string, upTo = logs.length) => logs.slice(0, upTo).filter((l) => l.msg === msg);
+
+for (const runtime of RUNTIMES) {
+  describe(`a new lifecycle_id, as the host sends on boot and on every resume [${runtime}]`, () => {
+    test("restarts port forwarding, steps the clock and runs `chronyc -a makestep`; the same id again does none of it", async () => {
+      const dir = tempDir("lifecycle");
+      const clock = recorder(dir, "clock");
+      const chronyc = recorder(dir, "chronyc");
+      await using envd = await startDaemon({
+        runtime,
+        args: ["-flavor", "wrenn"],
+        env: { ENVD_RUN_DIR: join(dir, "run"), ENVD_CLOCK_COMMAND: clock.path, ENVD_CHRONYC_COMMAND: chronyc.path },
+      });
+      const init = async (body: Record<string, unknown>) => {
+        const res = await envd.fetch("/init", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+        assert.equal(res.status, 204, await res.text());
+      };
+      // Every child the daemon spawned is gone (reaped): a chronyc spawned by an /init would
+      // still be one, or would have written its line already.
+      const noChildren = () => eventually(() => descendantsOf(envd.pid).length === 0, "the daemon's children to be gone");
+      const applied = () => logsWith(envd.logs, "init applied").length;
+      const started = await eventually(() => logsWith(envd.logs, "port forwarding started").length, "forwarding started at boot");
+
+      // Boot: a new id; the host's time an hour ahead of ours (the recorder never sets the clock).
+      const hostMs = Date.now() + 3_600_000;
+      await init({ timestamp: new Date(hostMs).toISOString(), lifecycle_id: "life-1" });
+      // The step is awaited before the 204: the clock program has run once, with the host's time.
+      assert.equal(clock.calls().length, 1);
+      const stepped = Number((clock.calls()[0] as string).replace(/^@/, ""));
+      assert.ok(stepped >= hostMs / 1000, `clock set to ${clock.calls()[0]}, the host said ${hostMs / 1000}`);
+      await eventually(() => chronyc.calls().length === 1, "chronyc");
+      assert.deepEqual(chronyc.calls(), ["-a makestep"]);
+      await eventually(() => logsWith(envd.logs, "port forwarding started").length === started + 1, "forwarding restarted");
+      await noChildren();
+
+      // The same id again (with the same time: not stale): an ordinary /init.
+      await eventually(() => applied() === 1, "the first init's log");
+      await init({ timestamp: new Date(hostMs).toISOString(), lifecycle_id: "life-1" });
+      assert.deepEqual(descendantsOf(envd.pid), [], "no chronyc was spawned (it would be spawned before the answer)");
+      assert.equal(chronyc.calls().length, 1, "no chronyc for a repeated lifecycle_id");
+      // The daemon logs a restart before it logs "init applied": up to that line, none.
+      const secondApplied = await eventually(() => (applied() === 2 ? envd.logs.findLastIndex((l) => l.msg === "init applied") + 1 : 0), "the second init's log");
+      assert.equal(logsWith(envd.logs, "port forwarding started", secondApplied).length, started + 1, "no forwarding restart for a repeated lifecycle_id");
+      assert.equal(logsWith(envd.logs, "new lifecycle", secondApplied).length, 1);
+      // The clock is still an hour behind the host's (the recorder does not set it), so the
+      // ordinary rule (> 50 ms behind) sets it, as for any /init; that is not a lifecycle step.
+      assert.equal(clock.calls().length, 2);
+
+      // Resume: a new id steps, restarts and runs chronyc again, once each.
+      await init({ timestamp: new Date(hostMs + 1_000).toISOString(), lifecycle_id: "life-2" });
+      assert.equal(clock.calls().length, 3);
+      await eventually(() => chronyc.calls().length === 2, "chronyc after the resume");
+      await eventually(() => logsWith(envd.logs, "port forwarding started").length === started + 2, "forwarding restarted after the resume");
+      await noChildren();
+      assert.equal(chronyc.calls().length, 2);
+    });
+  });
+}
+
+for (const runtime of RUNTIMES) {
+  describe(`the host's process calls beyond Exec, binary codec as connect-go sends them [${runtime}]`, () => {
+    test("StartBackground + ConnectProcess + KillProcess; PtyStart, PtyConnect, PtySendInput, PtyResize, PtyKill", async () => {
+      const dir = tempDir("host-process");
+      await using envd = await startDaemon({ runtime, args: ["-flavor", "wrenn"], env: { ENVD_RUN_DIR: join(dir, "run") } });
+      const host = new WrennHost(envd.url);
+
+      // StartBackground (tag, stdin false; the host closes the stream at the start event), then
+      // ConnectProcess by pid: the output so far is replayed, then live; KillProcess by tag ends it.
+      const pid = await host.startBackground("bg-play", "/bin/sh", ["-c", "echo started; exec sleep 600"]);
+      assert.ok(pid > 0);
+      const bg = host.connectProcess({ pid });
+      await bg.waitFor((s) => s.text("stdout") === "started\n", "the background output");
+      assert.equal(bg.events[0]?.type, "start");
+      assert.equal(bg.events[0]?.pid, pid);
+      const byTag = host.connectProcess({ tag: "bg-play" });
+      await byTag.waitFor((s) => s.events.some((e) => e.type === "start" && e.pid === pid), "the start event by tag");
+      await host.killProcess({ tag: "bg-play" }, 15);
+      for (const s of [bg, byTag]) {
+        await s.waitFor((x) => x.events.some((e) => e.type === "end"), "the end event");
+        await s.ended;
+        assert.deepEqual(s.events.at(-1), { type: "end", exitCode: -1, error: "signal: terminated" });
+      }
+
+      // PtyStart (80 × 24, tag, stdin true); PtyConnect by tag sees the same terminal.
+      const script = 'stty size; while IFS= read -r l; do echo "got:$l"; stty size; done';
+      const pty = host.ptyStart("pty-play", "/bin/sh", ["-c", script], 80, 24);
+      await pty.waitFor((s) => s.text("pty").includes("24 80"), "the first size");
+      const ptyPid = pty.events[0]?.pid as number;
+      assert.equal(pty.events[0]?.type, "start");
+      const attached = host.ptyConnect("pty-play");
+      await attached.waitFor((s) => s.events.some((e) => e.type === "start" && e.pid === ptyPid), "PtyConnect's start");
+      await host.ptySendInput("pty-play", "hello\n");
+      for (const s of [pty, attached]) await s.waitFor((x) => x.text("pty").includes("got:hello"), "the echoed input");
+      await host.ptyResize("pty-play", 100, 30);
+      await host.ptySendInput("pty-play", "again\n");
+      for (const s of [pty, attached]) await s.waitFor((x) => /got:again\r?\n30 100/.test(x.text("pty")), "the new size");
+      assert.ok(!pty.events.some((e) => e.type === "stdout" || e.type === "stderr"), "a PTY's output comes as pty data");
+      await host.ptyKill("pty-play");
+      for (const s of [pty, attached]) {
+        await s.waitFor((x) => x.events.some((e) => e.type === "end"), "the PTY's end");
+        await s.ended;
+        assert.deepEqual(s.events.at(-1), { type: "end", exitCode: -1, error: "signal: killed" });
+      }
+
+      assert.deepEqual(host.calls, [
+        "POST /process.Process/Start",
+        "POST /process.Process/Connect",
+        "POST /process.Process/Connect",
+        "POST /process.Process/SendSignal",
+        "POST /process.Process/Start",
+        "POST /process.Process/Connect",
+        "POST /process.Process/SendInput",
+        "POST /process.Process/Update",
+        "POST /process.Process/SendInput",
+        "POST /process.Process/SendSignal",
+      ]);
     });
   });
 }

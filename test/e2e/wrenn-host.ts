@@ -1,6 +1,8 @@
 /**
  * Today's Wrenn host agent, as far as envd can tell: every call of wrennhq/wrenn
- * `pkg/envdclient/client.go` (and the pause/restore helpers around it) with the same method, path,
+ * `pkg/envdclient/` (client.go, its background-process and PTY helpers: StartBackground,
+ * ConnectProcess, KillProcess, PtyStart/Connect/SendInput/Resize/Kill, and the pause/restore
+ * helpers around it) with the same method, path,
  * headers and body, and the same idea of success (../shared/research/anchors-2026-12.md §1.1).
  * Connect calls go the way connect-go sends them: the binary codec, `Connect-Protocol-Version: 1`,
  * `application/proto` (unary) or `application/connect+proto` with 5-byte envelopes (streams).
@@ -11,7 +13,20 @@
 import { randomUUID } from "node:crypto";
 import { create, type DescMessage, fromBinary, type MessageInitShape, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { ListDirRequestSchema, ListDirResponseSchema } from "../../src/gen/filesystem/filesystem_pb.js";
-import { ListRequestSchema, ListResponseSchema, StartRequestSchema, StartResponseSchema } from "../../src/gen/process/process_pb.js";
+import {
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  ListRequestSchema,
+  ListResponseSchema,
+  SendInputRequestSchema,
+  SendInputResponseSchema,
+  SendSignalRequestSchema,
+  SendSignalResponseSchema,
+  StartRequestSchema,
+  StartResponseSchema,
+  UpdateRequestSchema,
+  UpdateResponseSchema,
+} from "../../src/gen/process/process_pb.js";
 
 const USER_AGENT = "connect-go/1.18.1 (go1.24.4)";
 
@@ -48,6 +63,72 @@ export class HostCallError extends Error {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One event of a process stream, as the host's decoder (`procEventToStreamEvent`, `drainPtyStream`) sees it. */
+export interface HostEvent {
+  type: "start" | "stdout" | "stderr" | "pty" | "end";
+  pid?: number;
+  data?: Uint8Array;
+  exitCode?: number;
+  error?: string | undefined;
+}
+
+/** A process selector as the host builds it: by tag when it has one, else by pid. */
+export type HostSelector = { pid: number } | { tag: string };
+
+const selectorOf = (s: HostSelector) =>
+  "tag" in s ? { selector: { case: "tag" as const, value: s.tag } } : { selector: { case: "pid" as const, value: s.pid } };
+
+/**
+ * A server stream read as it arrives (Start or Connect, connect-go framing): the events so far,
+ * `waitFor` one that matches, `close()` as the host cancels its context.
+ */
+export class HostStream {
+  readonly events: HostEvent[] = [];
+  /** Settles when the stream ends: resolves on a clean end-stream, rejects with its error. */
+  readonly ended: Promise<void>;
+  readonly #ctl: AbortController;
+  #listeners = new Set<() => void>();
+  #over = false;
+
+  constructor(ctl: AbortController, read: (push: (ev: HostEvent) => void) => Promise<void>) {
+    this.#ctl = ctl;
+    this.ended = read((ev) => {
+      this.events.push(ev);
+      for (const l of this.#listeners) l();
+    }).finally(() => {
+      this.#over = true;
+      for (const l of this.#listeners) l();
+    });
+    this.ended.catch(() => {});
+  }
+
+  /** The bytes of every data event of these kinds so far, as text. */
+  text(...kinds: HostEvent["type"][]): string {
+    return Buffer.concat(this.events.filter((e) => kinds.includes(e.type) && e.data).map((e) => e.data as Uint8Array)).toString();
+  }
+
+  /** Resolves once `check(this)` holds; rejects if the stream ends first. */
+  waitFor(check: (s: HostStream) => boolean, what: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const test = () => {
+        if (check(this)) {
+          this.#listeners.delete(test);
+          resolve();
+        } else if (this.#over) {
+          this.#listeners.delete(test);
+          reject(new Error(`the stream ended before ${what}: ${JSON.stringify(this.events.map((e) => e.type))} ${this.text("stdout", "stderr", "pty")}`));
+        }
+      };
+      this.#listeners.add(test);
+      test();
+    });
+  }
+
+  close(): void {
+    this.#ctl.abort();
+  }
+}
 
 export class WrennHost {
   readonly base: string;
@@ -227,6 +308,112 @@ export class WrennHost {
 
   async listDir(path: string, depth: number): Promise<MessageShape<typeof ListDirResponseSchema>> {
     return this.#unary("/filesystem.Filesystem/ListDir", ListDirRequestSchema, { path, depth }, ListDirResponseSchema);
+  }
+
+  /** StartBackground: Start with a tag and stdin false; the stream is closed once the start event gives the pid. */
+  async startBackground(tag: string, cmd: string, args: string[], opts: { envs?: Record<string, string>; cwd?: string } = {}): Promise<number> {
+    const req = create(StartRequestSchema, { process: { cmd, args, envs: opts.envs ?? {}, ...(opts.cwd ? { cwd: opts.cwd } : {}) }, tag, stdin: false });
+    const stream = this.#openStream("/process.Process/Start", toBinary(StartRequestSchema, req), (b) => fromBinary(StartResponseSchema, b).event);
+    try {
+      await stream.waitFor((s) => s.events.some((e) => e.type === "start"), "the start event");
+      return stream.events.find((e) => e.type === "start")?.pid as number;
+    } finally {
+      stream.close();
+    }
+  }
+
+  /** ConnectProcess: Connect by tag (when given) or pid; the events as they come. */
+  connectProcess(selector: HostSelector): HostStream {
+    const req = create(ConnectRequestSchema, { process: selectorOf(selector) });
+    return this.#openStream("/process.Process/Connect", toBinary(ConnectRequestSchema, req), (b) => fromBinary(ConnectResponseSchema, b).event);
+  }
+
+  /** KillProcess: SendSignal by tag or pid (9 SIGKILL, 15 SIGTERM). */
+  async killProcess(selector: HostSelector, signal: 9 | 15): Promise<void> {
+    await this.#unary("/process.Process/SendSignal", SendSignalRequestSchema, { process: selectorOf(selector), signal }, SendSignalResponseSchema);
+  }
+
+  /** PtyStart: Start with a PTY of cols × rows, a tag and stdin true. */
+  ptyStart(tag: string, cmd: string, args: string[], cols: number, rows: number, opts: { envs?: Record<string, string>; cwd?: string } = {}): HostStream {
+    const req = create(StartRequestSchema, {
+      process: { cmd, args, envs: opts.envs ?? {}, ...(opts.cwd ? { cwd: opts.cwd } : {}) },
+      pty: { size: { cols, rows } },
+      tag,
+      stdin: true,
+    });
+    return this.#openStream("/process.Process/Start", toBinary(StartRequestSchema, req), (b) => fromBinary(StartResponseSchema, b).event);
+  }
+
+  /** PtyConnect: Connect by tag. */
+  ptyConnect(tag: string): HostStream {
+    return this.connectProcess({ tag });
+  }
+
+  /** PtySendInput: SendInput of raw bytes to the PTY, by tag. */
+  async ptySendInput(tag: string, data: Uint8Array | string): Promise<void> {
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    await this.#unary(
+      "/process.Process/SendInput",
+      SendInputRequestSchema,
+      { process: selectorOf({ tag }), input: { input: { case: "pty", value: bytes } } },
+      SendInputResponseSchema,
+    );
+  }
+
+  /** PtyResize: Update with the new size, by tag. */
+  async ptyResize(tag: string, cols: number, rows: number): Promise<void> {
+    await this.#unary("/process.Process/Update", UpdateRequestSchema, { process: selectorOf({ tag }), pty: { size: { cols, rows } } }, UpdateResponseSchema);
+  }
+
+  /** PtyKill: SendSignal SIGKILL, by tag. */
+  async ptyKill(tag: string): Promise<void> {
+    await this.killProcess({ tag }, 9);
+  }
+
+  #openStream(path: string, request: Uint8Array, eventOf: (bytes: Uint8Array) => MessageShape<typeof StartResponseSchema>["event"]): HostStream {
+    this.calls.push(`POST ${path}`);
+    const envelope = Buffer.alloc(5 + request.length);
+    envelope.writeUInt32BE(request.length, 1);
+    envelope.set(request, 5);
+    const ctl = new AbortController();
+    return new HostStream(ctl, async (push) => {
+      const res = await fetch(`${this.base}${path}`, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/connect+proto",
+          "Connect-Protocol-Version": "1",
+          "Connect-Accept-Encoding": "gzip",
+          "User-Agent": USER_AGENT,
+        },
+        body: envelope,
+        signal: ctl.signal,
+      });
+      if (res.status !== 200) throw new HostCallError(path, res.status, await res.text());
+      let buf = Buffer.alloc(0);
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buf = Buffer.concat([buf, chunk]);
+          while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+            const flags = buf[0] as number;
+            const data = buf.subarray(5, 5 + buf.readUInt32BE(1));
+            buf = buf.subarray(5 + data.length);
+            if (flags & 0x02) {
+              const end = JSON.parse(data.toString() || "{}") as { error?: { code: string; message: string } };
+              if (end.error) throw new Error(`${path}: ${end.error.code}: ${end.error.message}`);
+              return;
+            }
+            const ev = eventOf(new Uint8Array(data))?.event;
+            if (ev?.case === "start") push({ type: "start", pid: ev.value.pid });
+            else if (ev?.case === "data" && ev.value.output.case !== undefined) push({ type: ev.value.output.case, data: ev.value.output.value });
+            else if (ev?.case === "end") push({ type: "end", exitCode: ev.value.exitCode, error: ev.value.error });
+          }
+        }
+      } catch (err) {
+        if (ctl.signal.aborted) return; // the host cancelled its context
+        throw err;
+      }
+      if (!ctl.signal.aborted) throw new Error(`${path}: the stream ended without an end-stream message`);
+    });
   }
 
   async #expect204(what: string, call: string, path: string, body: unknown): Promise<void> {
