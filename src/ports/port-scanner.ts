@@ -6,7 +6,7 @@
  * needed; two reads of a few KiB each). Each new socket is matched to its process through
  * /proc/<pid>/fd (the `socket:[inode]` links), once, when it appears.
  *
- * It is a background loop (vm/snapshot.ts): stopped before a snapshot, started again after the
+ * It is a background loop (snapshot/loop-registry.ts): stopped before a snapshot, started again after the
  * restore; subscribers simply see the changes of the next scan.
  */
 import { readdir, readFile, readlink } from "node:fs/promises";
