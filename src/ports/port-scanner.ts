@@ -46,7 +46,7 @@ type Subscriber = (change: PortChange) => void;
 
 const keyOf = (s: { family: number; address: string; port: number; inode: number }) => `${s.family}|${s.address}|${s.port}|${s.inode}`;
 
-export class PortScanner {
+export class PortScanner implements AsyncDisposable {
   readonly name = "port-scanner";
   readonly #intervalMs: number;
   readonly #readSockets: () => Promise<TcpSocket[]>;
@@ -112,6 +112,11 @@ export class PortScanner {
     this.#paused = true;
     this.#halt();
     await this.#scanning;
+  }
+
+  /** Shutdown: stop(). Idempotent. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   #ensureRunning(): void {
