@@ -154,8 +154,7 @@ async function build(
 
   // WatchPorts / WaitForPort; hides the daemon's own port forwards (they mirror a guest listener).
   const forwardAddresses = new Set(config.lifecycle.forwardAddresses);
-  const portScanner = new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) });
-  store.add(toDisposable(() => portScanner.stop()));
+  const portScanner = store.add(new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) }));
 
   // Unknown methods, wrong HTTP methods and content types get a body that says so (protocol-errors.ts).
   const rpcAdapter = connectNodeAdapter({
@@ -177,19 +176,19 @@ async function build(
   rpcHandler.handle = withProtocolErrors(rpcAdapter, RPC_SERVICES);
 
   const mmds = new MmdsClient(config.vm.mmdsUrl);
-  const metadata = new MetadataPoller({
-    client: mmds,
-    session,
-    names,
-    runDir: config.vm.runDir,
-    log: vmLog,
-    onData: (data) => extras.logShipper?.setTarget(data),
-  });
-  store.add(toDisposable(() => metadata.stop()));
+  const metadata = store.add(
+    new MetadataPoller({
+      client: mmds,
+      session,
+      names,
+      runDir: config.vm.runDir,
+      log: vmLog,
+      onData: (data) => extras.logShipper?.setTarget(data),
+    }),
+  );
   if (!config.isNotFc) metadata.start();
   const disks = new PhysicalDisks(config.vm.sysBlockDir);
-  const cpu = new CpuSampler({ readIo: () => readIoCounters(disks) });
-  store.add(toDisposable(() => cpu.stop()));
+  const cpu = store.add(new CpuSampler({ readIo: () => readIoCounters(disks) }));
   cpu.start();
   // /memory/preload's walk (a worker thread) and /volumes (Wrenn's host, both flavors).
   const preloader = store.add(new MemoryPreloader({ log: vmLog, startWalk: workerWalk(config.vm.memory) }));
@@ -200,8 +199,7 @@ async function build(
     sync: () => syncFilesystems(loadLibc(), path),
   });
   // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
-  const heap = new HeapTrimmer({ log: log.child({ component: "heap" }) });
-  store.add(toDisposable(() => heap.stop()));
+  const heap = store.add(new HeapTrimmer({ log: log.child({ component: "heap" }) }));
   heap.start();
 
   const setClock = createClockSetter(config.vm.clockCommand, path);

@@ -6,7 +6,7 @@
  * JSON `null` and absent are the same. Unknown fields are ignored. Empty strings in defaultUser,
  * defaultWorkdir, hyperloopIP and caBundle mean "not given", as in E2B envd.
  *
- * Two spellings (../shared/research/anchors-2026-12.md §1.2): E2B's camelCase, and the snake_case
+ * Two spellings (docs/compatibility.md, "The Wrenn host, today"): E2B's camelCase, and the snake_case
  * of today's Wrenn host and envd-rs — `access_token`, `hyperloop_ip`, `volume_mounts`,
  * `lifecycle_id`, plus Wrenn's own `sandbox_id`, `template_id`, `proxy_domain`. Either name is
  * accepted; both given with different values is a 400. `timestamp` is RFC 3339 (nanoseconds

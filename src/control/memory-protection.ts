@@ -1,6 +1,6 @@
 /**
  * The memory protection configured on the daemon's own cgroup chain, for the `X-Envd-Memory`
- * header of every /init answer (E2B envd ≥ 0.9.0; ../shared/research/anchors-2026-12.md §2.2).
+ * header of every /init answer (E2B envd ≥ 0.9.0; docs/compatibility.md, "Newer E2B envd routes and headers").
  *
  *  - `request`: memory.min of the daemon's own cgroup;
  *  - `low`: memory.low of the daemon's own cgroup;

@@ -101,7 +101,7 @@ export interface MetadataPollerDeps {
   onData?: (data: MmdsData) => void;
 }
 
-export class MetadataPoller {
+export class MetadataPoller implements Disposable {
   readonly #deps: MetadataPollerDeps;
   readonly #intervalMs: number;
   #running: AbortController | undefined;
@@ -142,6 +142,11 @@ export class MetadataPoller {
     this.#running?.abort();
     this.#running = undefined;
     this.#deadline = 0;
+  }
+
+  /** Shutdown: stop(). Idempotent. */
+  [Symbol.dispose](): void {
+    this.stop();
   }
 
   async #loop(signal: AbortSignal): Promise<void> {

@@ -6,7 +6,7 @@
  * needed; two reads of a few KiB each). Each new socket is matched to its process through
  * /proc/<pid>/fd (the `socket:[inode]` links), once, when it appears.
  *
- * It is a background loop (vm/snapshot.ts): stopped before a snapshot, started again after the
+ * It is a background loop (snapshot/loop-registry.ts): stopped before a snapshot, started again after the
  * restore; subscribers simply see the changes of the next scan.
  */
 import { readdir, readFile, readlink } from "node:fs/promises";
@@ -46,7 +46,7 @@ type Subscriber = (change: PortChange) => void;
 
 const keyOf = (s: { family: number; address: string; port: number; inode: number }) => `${s.family}|${s.address}|${s.port}|${s.inode}`;
 
-export class PortScanner {
+export class PortScanner implements AsyncDisposable {
   readonly name = "port-scanner";
   readonly #intervalMs: number;
   readonly #readSockets: () => Promise<TcpSocket[]>;
@@ -112,6 +112,11 @@ export class PortScanner {
     this.#paused = true;
     this.#halt();
     await this.#scanning;
+  }
+
+  /** Shutdown: stop(). Idempotent. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
   }
 
   #ensureRunning(): void {

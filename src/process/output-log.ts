@@ -9,7 +9,7 @@
  * the log shipper queues (bounded) and posts in the background, so a slow or absent collector
  * never slows the command or its streams.
  */
-import type { OutputStream } from "./output-fanout.ts";
+import type { OutputStream } from "./output-history.ts";
 
 export const OUTPUT_LOG_MAX_BYTES = 2 << 20;
 export const OUTPUT_LOG_MAX_RECORDS = 10_000;

@@ -13,7 +13,9 @@ import type { LaunchPlan } from "./launch-plan.ts";
 import { type OutputLogSink, OutputLogRecorder } from "./output-log.ts";
 import { endReason, type OomProbe, oomProbe } from "./end-reason.ts";
 import { type ExitStatus, exitStatusOf, signalNameOf } from "./exit-status.ts";
-import { type FanoutLimits, OutputFanout, type OutputOffsets, type OutputStream, type Subscription } from "./output-fanout.ts";
+import { type FanoutLimits, OutputFanout } from "./output-fanout.ts";
+import type { OutputOffsets, OutputStream } from "./output-history.ts";
+import type { Subscription } from "./output-subscription.ts";
 import { type PtyChild, spawnPty } from "./pty.ts";
 
 export interface ProcessConfigInfo {

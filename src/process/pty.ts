@@ -2,7 +2,7 @@
  * One small interface over the two PTY implementations.
  *
  * On Bun, `Bun.spawn({ terminal })`: node-pty reads the master through tty.ReadStream, which Bun
- * turns into an EAGAIN error and SIGHUP for the child (../shared/research/runtime.md §5). On Node,
+ * turns into an EAGAIN error and SIGHUP for the child (docs/architecture.md, "Processes"). On Node,
  * `@lydell/node-pty` (prebuilt). Both create a new session with the pty as controlling terminal,
  * so the child is a process-group leader and signals to -pid reach its whole tree.
  */

@@ -11,7 +11,8 @@ import {
   Signal,
 } from "../gen/process/process_pb.js";
 import type { ExitStatus } from "../process/exit-status.ts";
-import type { OutputOffsets, Subscription } from "../process/output-fanout.ts";
+import type { OutputOffsets } from "../process/output-history.ts";
+import type { Subscription } from "../process/output-subscription.ts";
 import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
 import type { Selector } from "../process/process-table.ts";

@@ -111,7 +111,7 @@ export interface HeapTrimmerOptions {
   trim?: Trim;
 }
 
-export class HeapTrimmer {
+export class HeapTrimmer implements Disposable {
   readonly name = "heap-trimmer";
   readonly #opts: HeapTrimmerOptions;
   readonly #rss: () => number;
@@ -155,6 +155,11 @@ export class HeapTrimmer {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     this.#state = undefined;
+  }
+
+  /** Shutdown: stop(). Idempotent. */
+  [Symbol.dispose](): void {
+    this.stop();
   }
 
   /** One sample; trims when `shouldTrim` says so. Returns why it trimmed, if it did. */

@@ -24,7 +24,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { Code, EnvdError } from "../errors.ts";
 import type { ExitStatus } from "../process/exit-status.ts";
-import type { OutputStream } from "../process/output-fanout.ts";
+import type { OutputStream } from "../process/output-history.ts";
 
 export const OUTPUT_TAG: Readonly<Record<OutputStream, number>> = { stdout: 1, stderr: 2, pty: 3 };
 

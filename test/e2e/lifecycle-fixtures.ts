@@ -3,7 +3,7 @@
  * namespaces joined by a veth pair, a private cgroup v2 sub-root, and zombie counting.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { descendantsOf } from "./harness.ts";
@@ -77,15 +77,35 @@ export interface NetnsPair extends Disposable {
   host6: string;
 }
 
-/** Why netns tests cannot run here, or undefined when they can. */
+/** The first line of what a failed command or call said (its stderr when it has one). */
+function reasonOf(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { stderr?: string | Buffer };
+  const said = String(e.stderr ?? "").trim() || (e.message ?? String(err));
+  return said.split("\n")[0] as string;
+}
+
+/**
+ * Why netns tests cannot run here, or undefined when they can: it does once what createNetns
+ * does (a namespace, a veth pair with one end moved into it, loopback up inside) and removes it.
+ */
 export function netnsUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root (ip netns, veth)";
+  const id = `p${process.pid % 100_000}`;
+  const ns = `envd-probe-${id}`;
+  const vh = `vh${id}`.slice(0, 15);
+  const vg = `vg${id}`.slice(0, 15);
   try {
-    execFileSync("ip", ["-V"], { stdio: "ignore" });
-  } catch {
-    return "iproute2 (ip) is not installed";
+    ip("netns", "add", ns);
+    ip("link", "add", vh, "type", "veth", "peer", "name", vg);
+    ip("link", "set", vg, "netns", ns);
+    ip("-n", ns, "link", "set", "lo", "up");
+    return undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return "iproute2 (ip) is not installed";
+    return `cannot create a network namespace joined by a veth pair: ${reasonOf(err)}`;
+  } finally {
+    removeNetns(ns, vh);
   }
-  return undefined;
 }
 
 /**
@@ -179,13 +199,44 @@ export function cgroup2Mount(): string | undefined {
   return undefined;
 }
 
-/** Why cgroup tests cannot run here, or undefined when they can. */
+/**
+ * Why cgroup tests cannot run here, or undefined when they can. It does once what the tests and
+ * the daemon do under a test's sub-root: creates a throwaway cgroup under the mount, enables the
+ * controllers it offers (of cpu, io, memory) in its subtree_control, creates a child, writes the
+ * child's controller files (cpu.weight, memory.max where present) and cgroup.freeze (where
+ * present), moves a shell into the child as the launch wrapper does, and removes it all.
+ */
 export function cgroupsUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root to create cgroups";
   const mount = cgroup2Mount();
   if (!mount) return "no cgroup v2 hierarchy is mounted";
-  if (!existsSync(join(mount, "cgroup.freeze")) && !existsSync(join(mount, "cgroup.procs"))) return "cgroup v2 mount is not usable";
-  return undefined;
+  const dir = join(mount, `envd-probe-${process.pid}-${Math.floor(Math.random() * 1e6)}`);
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    return `cannot create a cgroup under ${mount}: ${reasonOf(err)}`;
+  }
+  try {
+    const offered = readFileSync(join(dir, "cgroup.controllers"), "utf8").trim().split(/\s+/);
+    for (const c of ["cpu", "io", "memory"]) {
+      if (offered.includes(c)) writeFileSync(join(dir, "cgroup.subtree_control"), `+${c}`);
+    }
+    const child = join(dir, "probe");
+    mkdirSync(child);
+    for (const [file, value] of [
+      ["cpu.weight", "100"],
+      ["memory.max", "max"],
+      ["cgroup.freeze", "0"],
+    ] as const) {
+      if (existsSync(join(child, file))) writeFileSync(join(child, file), value);
+    }
+    execFileSync("sh", ["-c", 'echo $$ > "$1"', "sh", join(child, "cgroup.procs")], { stdio: ["ignore", "ignore", "pipe"] });
+    return undefined;
+  } catch (err) {
+    return `cgroup v2 at ${mount} cannot be used as the tests need: ${reasonOf(err)}`;
+  } finally {
+    removeCgroupTree(dir);
+  }
 }
 
 /** Removes a cgroup sub-tree bottom-up (it must hold no processes any more). */

@@ -5,6 +5,7 @@
  * test (a child subreaper). A control case shows the zombies that pile up without the reaper.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { describe, test } from "node:test";
@@ -12,7 +13,19 @@ import { type Daemon, eventually, isRoot, RUNTIMES, runToEnd, startDaemon } from
 import { descendantStates } from "./lifecycle-fixtures.ts";
 
 const UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM"];
-const skipPid1 = isRoot ? undefined : "needs root for a PID namespace";
+/** Why a PID namespace cannot be had here: runs `true` once under the same unshare the tests use. */
+function pidNamespaceUnavailable(): string | undefined {
+  if (!isRoot) return "needs root for a PID namespace";
+  try {
+    execFileSync(UNSHARE[0] as string, [...UNSHARE.slice(1), "true"], { stdio: ["ignore", "ignore", "pipe"] });
+    return undefined;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string | Buffer };
+    const said = String(e.stderr ?? "").trim() || e.message;
+    return `cannot run in a new PID namespace (${UNSHARE.join(" ")}): ${said.split("\n")[0]}`;
+  }
+}
+const skipPid1 = pidNamespaceUnavailable();
 
 /** Runs a shell script through Start and returns its exit code. */
 async function sh(envd: Daemon, script: string): Promise<number | undefined> {

@@ -25,15 +25,37 @@ import { recorder, tempDir } from "./control-fakes.ts";
 import { descendantsOf, eventually, isRoot, ROOT, RUNTIMES, startDaemon } from "./harness.ts";
 import { WrennHost } from "./wrenn-host.ts";
 
-const has = (cmd: string) => {
+/**
+ * Why the volume cannot be played here, or false when it can: does once what the fake machine and
+ * the daemon do with it (a loop device over a sparse image, mkfs.ext4, mount, umount) and undoes it.
+ */
+function volumeUnavailable(): string | false {
+  if (!isRoot) return "needs root (a loop device and mount for the volume)";
+  const dir = mkdtempSync(join(tmpdir(), "envd-wrenn-probe-"));
+  const image = join(dir, "probe.img");
+  const mnt = join(dir, "mnt");
+  let loop = "";
+  let mounted = false;
   try {
-    execFileSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" });
-    return true;
-  } catch {
+    mkdirSync(mnt);
+    writeFileSync(image, "");
+    execFileSync("truncate", ["-s", "8M", image]);
+    loop = execFileSync("losetup", ["-f", "--show", image], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+    execFileSync("mkfs.ext4", ["-q", "-F", loop], { stdio: ["ignore", "ignore", "pipe"] });
+    execFileSync("mount", [loop, mnt], { stdio: ["ignore", "ignore", "pipe"] });
+    mounted = true;
     return false;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string | Buffer };
+    const said = String(e.stderr ?? "").trim() || e.message;
+    return `cannot attach, format and mount a loop device here (losetup, mkfs.ext4, mount): ${said.split("\n")[0]}`;
+  } finally {
+    if (mounted) execFileSync("umount", [mnt], { stdio: "ignore" });
+    if (loop) execFileSync("losetup", ["-d", loop], { stdio: "ignore" });
+    rmSync(dir, { recursive: true, force: true });
   }
-};
-const skip = !isRoot ? "needs root (a loop device and mount for the volume)" : !has("losetup") || !has("mkfs.ext4") ? "needs losetup and mkfs.ext4" : false;
+}
+const skip = volumeUnavailable();
 
 /** A machine of its own for one daemon: run dir, fake /sys/block with a loop disk, tiny "RAM". */
 function fakeMachine(serial: string) {

@@ -2,8 +2,8 @@
  * Today's Wrenn host agent, as far as envd can tell: every call of wrennhq/wrenn
  * `pkg/envdclient/` (client.go, its background-process and PTY helpers: StartBackground,
  * ConnectProcess, KillProcess, PtyStart/Connect/SendInput/Resize/Kill, and the pause/restore
- * helpers around it) with the same method, path,
- * headers and body, and the same idea of success (../shared/research/anchors-2026-12.md §1.1).
+ * helpers around it) with the same method, path, headers and body, and the same idea of success
+ * (docs/compatibility.md, "The Wrenn host, today").
  * Connect calls go the way connect-go sends them: the binary codec, `Connect-Protocol-Version: 1`,
  * `application/proto` (unary) or `application/connect+proto` with 5-byte envelopes (streams).
  *
