@@ -15,6 +15,9 @@ import { type Daemon, eventually, RUNTIMES, startDaemon } from "./harness.ts";
 const SERVICES: DescService[] = [Process, Filesystem, Ports];
 /** Field 1, length-delimited, with a length varint that never ends: "premature EOF". */
 const MALFORMED = new Uint8Array([0x0a, 0xff]);
+type Codec = "proto" | "json";
+/** A body each codec cannot parse: a truncated length-delimited field, and broken JSON. */
+const BAD: Record<Codec, Uint8Array> = { proto: MALFORMED, json: new TextEncoder().encode("{not json") };
 
 function envelope(payload: Uint8Array, flags = 0): Uint8Array {
   const out = new Uint8Array(5 + payload.length);
@@ -38,12 +41,13 @@ const isUnary = (m: DescMethod) => m.methodKind === "unary";
 const path = (s: DescService, m: DescMethod) => `/${s.typeName}/${m.name}`;
 
 /** Connect (unary or streaming), binary codec. Returns the Connect error code name. */
-async function connectCode(envd: Daemon, s: DescService, m: DescMethod): Promise<{ status: number; code: string; message: string }> {
+async function connectCode(envd: Daemon, s: DescService, m: DescMethod, codec: Codec = "proto"): Promise<{ status: number; code: string; message: string }> {
   const unary = isUnary(m);
+  const bad = BAD[codec];
   const res = await envd.fetch(path(s, m), {
     method: "POST",
-    headers: { "content-type": unary ? "application/proto" : "application/connect+proto" },
-    body: unary ? MALFORMED : envelope(MALFORMED),
+    headers: { "content-type": unary ? (codec === "json" ? "application/json" : "application/proto") : `application/connect+${codec}` },
+    body: unary ? bad : envelope(bad),
   });
   const body = new Uint8Array(await res.arrayBuffer());
   if (unary) {
@@ -57,11 +61,11 @@ async function connectCode(envd: Daemon, s: DescService, m: DescMethod): Promise
 }
 
 /** gRPC-Web, binary: the grpc-status from the headers (trailers-only) or the trailer frame. */
-async function grpcWebStatus(envd: Daemon, s: DescService, m: DescMethod): Promise<{ status: string; message: string }> {
+async function grpcWebStatus(envd: Daemon, s: DescService, m: DescMethod, codec: Codec = "proto"): Promise<{ status: string; message: string }> {
   const res = await envd.fetch(path(s, m), {
     method: "POST",
-    headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
-    body: envelope(MALFORMED),
+    headers: { "content-type": `application/grpc-web+${codec}`, "x-grpc-web": "1" },
+    body: envelope(BAD[codec]),
   });
   const body = new Uint8Array(await res.arrayBuffer());
   if (res.headers.get("grpc-status")) return { status: res.headers.get("grpc-status") as string, message: decodeURIComponent(res.headers.get("grpc-message") ?? "") };
@@ -121,11 +125,23 @@ for (const runtime of RUNTIMES) {
       assert.equal((await envd.process.list({})).processes.length, 0);
     });
 
-    test("malformed JSON is invalid_argument too (Connect JSON)", async () => {
+    test("malformed JSON is invalid_argument too, on every RPC, in Connect JSON, gRPC-Web JSON and gRPC JSON", async () => {
       await using envd = await startDaemon({ runtime });
       const res = await envd.fetch("/filesystem.Filesystem/Stat", { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
       assert.equal(res.status, 400);
       assert.equal(((await res.json()) as { code: string }).code, "invalid_argument");
+      for (const s of SERVICES) {
+        for (const m of s.methods) {
+          const c = await connectCode(envd, s, m, "json");
+          assert.equal(c.code, "invalid_argument", `Connect JSON ${path(s, m)}: ${c.code} ${c.message}`);
+          assert.equal(c.status, isUnary(m) ? 400 : 200, `Connect JSON ${path(s, m)}`);
+          const w = await grpcWebStatus(envd, s, m, "json");
+          assert.equal(w.status, "3", `gRPC-Web JSON ${path(s, m)}: ${w.status} ${w.message}`);
+          const g = await grpcStatus(envd, s, m, envelope(BAD.json), "application/grpc+json");
+          assert.equal(g.status, "3", `gRPC JSON ${path(s, m)}: ${g.status} ${g.message}`);
+        }
+      }
+      assert.deepEqual(envd.logs.filter((l) => l.level === "error"), []);
     });
 
     test("unknown methods, wrong HTTP methods and unsupported content types answer with a body that says so", async () => {
