@@ -20,6 +20,7 @@ import { getActivity } from "./activity.ts";
 import { postCollapse } from "./collapse.ts";
 import { getExec, getExecUpgrade } from "./exec.ts";
 import { getEnvs } from "./envs.ts";
+import { getFilesOrTar, postFilesOrTar } from "./files-tar.ts";
 import { getFiles } from "./get-files.ts";
 import { postFiles, putFiles } from "./post-files.ts";
 import { postFilesCompose } from "./post-files-compose.ts";
@@ -57,8 +58,10 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
   const files = { session, users: deps.users, log: deps.log.child({ component: "files" }) };
   return router
     .add("GET", "/health", getHealth(deps.flavor, (ctx) => deps.onHealth(ctx.req.socket as Socket | undefined)))
-    .add("GET", "/files", getFiles(files))
-    .add("POST", "/files", postFiles(files))
+    // A tar request (Accept/format, tar Content-Type) is answered by files-tar.ts; any other by
+    // the ordinary handler, unchanged.
+    .add("GET", "/files", getFilesOrTar(files, getFiles(files)))
+    .add("POST", "/files", postFilesOrTar(files, postFiles(files)))
     .add("PUT", "/files", putFiles(files))
     .add("POST", "/files/compose", postFilesCompose(files))
     .add("POST", "/init", postInit(deps.init, session, deps.memory))

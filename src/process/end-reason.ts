@@ -8,7 +8,10 @@
  *   the command starts and again when it dies by SIGKILL that envd did not send; a rise means the
  *   OOM killer. The counters are shared by every command in the same cgroup, so two commands
  *   killed in the same instant could both be named; a SIGKILL from elsewhere at the moment of an
- *   unrelated OOM kill is reported as OOM.
+ *   unrelated OOM kill is reported as OOM. Also OOM: a SIGKILL envd did not send while the
+ *   command's cgroup is at its limit (`memory.current` ≥ `memory.max`, read when the end is
+ *   handled), for kills the counter does not show. Memory the victim held is usually freed by then,
+ *   so this catches the kills where the cgroup is still full (other members hold it).
  * - Deadline: envd's own timer sent the SIGKILL.
  * - Outside: a signal envd did not send (not SendSignal, not the deadline, not shutdown) and not
  *   one a process raises against itself on a fault (SIGSEGV, SIGABRT…).
@@ -26,30 +29,44 @@ export interface OomProbe {
   read(): number | undefined;
   /** The memory limit that applies, in bytes (undefined: none). */
   limitBytes(): number | undefined;
+  /** The cgroup's memory use is at its limit now (`memory.current` ≥ `memory.max`). */
+  atLimit(): boolean;
 }
 
-/** Watches `cgroupDir`'s memory.events (or the system-wide count when there is no cgroup). */
-export function oomProbe(cgroupDir: string | undefined): OomProbe {
+/**
+ * Watches `cgroupDir`'s memory.events (or the system-wide count when there is no cgroup).
+ * `vmstat` is that system-wide file (a seam for tests).
+ */
+export function oomProbe(cgroupDir: string | undefined, vmstat = "/proc/vmstat"): OomProbe {
   const read = (): number | undefined => {
     if (cgroupDir) {
       const fromCgroup = counter(join(cgroupDir, "memory.events"), "oom_kill");
       if (fromCgroup !== undefined) return fromCgroup;
     }
-    return counter("/proc/vmstat", "oom_kill");
+    return counter(vmstat, "oom_kill");
   };
+  const limitBytes = (): number | undefined => (cgroupDir ? bytesIn(join(cgroupDir, "memory.max")) : undefined);
   return {
     kills: read(),
     read,
-    limitBytes: () => {
-      if (!cgroupDir) return undefined;
-      try {
-        const raw = readFileSync(join(cgroupDir, "memory.max"), "utf8").trim();
-        return raw === "max" ? undefined : Number(raw);
-      } catch {
-        return undefined;
-      }
+    limitBytes,
+    atLimit: () => {
+      if (!cgroupDir) return false;
+      const limit = limitBytes();
+      const current = bytesIn(join(cgroupDir, "memory.current"));
+      return limit !== undefined && current !== undefined && current >= limit;
     },
   };
+}
+
+/** A cgroup file holding one byte count; undefined for `max`, a missing file or anything else. */
+function bytesIn(file: string): number | undefined {
+  try {
+    const raw = readFileSync(file, "utf8").trim();
+    return /^\d+$/.test(raw) ? Number(raw) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function counter(file: string, key: string): number | undefined {
@@ -77,9 +94,10 @@ export function endReason(f: EndFacts): string | undefined {
   if (f.signal === undefined) return undefined;
   if (f.timedOut && f.signal === "SIGKILL") return `killed after its ${seconds(f.timeoutMs ?? 0)} timeout`;
   if (f.sentByEnvd.has(f.signal)) return undefined;
-  if (f.signal === "SIGKILL" && f.oom && f.oom.kills !== undefined) {
-    const now = f.oom.read();
-    if (now !== undefined && now > f.oom.kills) {
+  if (f.signal === "SIGKILL" && f.oom) {
+    const now = f.oom.kills === undefined ? undefined : f.oom.read();
+    const counted = now !== undefined && f.oom.kills !== undefined && now > f.oom.kills;
+    if (counted || f.oom.atLimit()) {
       const limit = f.oom.limitBytes();
       return limit === undefined
         ? "killed by the OOM killer: the sandbox ran out of memory"

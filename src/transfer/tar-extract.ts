@@ -27,6 +27,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, realpath, rename, rm, symlink, unlink, utimes } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { dirname, join, posix } from "node:path";
 import type { Readable } from "node:stream";
 import tarStream from "tar-stream";
@@ -42,6 +43,8 @@ export const TAR_MAX_ENTRIES = 1_000_000;
 /** Symlinks followed while resolving one link target. */
 const MAX_LINK_HOPS = 40;
 export const TAR_STAGING_PREFIX = ".e2b-upload-";
+const DAEMON_UID = process.getuid?.() ?? -1;
+const DAEMON_GID = process.getgid?.() ?? -1;
 
 export interface ExtractOptions {
   owner: Owner;
@@ -103,7 +106,7 @@ export async function extractTar(body: Readable | AsyncIterable<Uint8Array>, tar
             if (previous && previous.t !== "dir") throw refuse(`entry '${h.name}' is a directory, an earlier entry of that name is not`);
             if (!previous) {
               await mkdir(staged, { mode: 0o700 });
-              await lchown(staged, owner.uid, owner.gid);
+              await chownIfOther(staged, owner);
               stagedDirs.add(rel);
             }
             entries.set(rel, { t: "dir", mode: (h.mode ?? 0o755) & 0o1777, mtime: h.mtime ?? new Date() });
@@ -125,7 +128,7 @@ export async function extractTar(body: Readable | AsyncIterable<Uint8Array>, tar
             if (linkTarget.startsWith("/")) throw refuse(`symlink '${h.name}' points to an absolute path (${linkTarget}): it would point out of the target`);
             if (previous) await unlink(staged);
             await symlink(linkTarget, staged);
-            await lchown(staged, owner.uid, owner.gid);
+            await chownIfOther(staged, owner);
             if (h.mtime) await lutimes(staged, h.mtime, h.mtime);
             entries.set(rel, { t: "symlink", target: linkTarget });
             await drainEntry(entry);
@@ -227,6 +230,11 @@ function checkAncestors(rel: string, entries: Map<string, Kind>, name: string): 
   }
 }
 
+/** lchown, skipped when the daemon's own user is the owner (it made the entry). */
+async function chownIfOther(path: string, owner: Owner): Promise<void> {
+  if (owner.uid !== DAEMON_UID || owner.gid !== DAEMON_GID) await lchown(path, owner.uid, owner.gid);
+}
+
 /** Parents missing in staging (an archive need not list directories) are made as the user's. */
 async function ensureStagedParent(staging: string, rel: string, stagedDirs: Set<string>, owner: Owner): Promise<void> {
   const parent = posix.dirname(rel);
@@ -235,13 +243,28 @@ async function ensureStagedParent(staging: string, rel: string, stagedDirs: Set<
   for (let p = parent; p !== "." && !stagedDirs.has(p); p = posix.dirname(p)) missing.push(p);
   for (const p of missing.reverse()) {
     await mkdir(join(staging, p), { mode: 0o755 });
-    await lchown(join(staging, p), owner.uid, owner.gid);
+    await chownIfOther(join(staging, p), owner);
     stagedDirs.add(p);
   }
 }
 
+/** The daemon's umask (read once; process.umask() without an argument is deprecated). */
+const UMASK = (() => {
+  try {
+    const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? Number.parseInt(m[1] as string, 8) : 0o777;
+  } catch {
+    return 0o777; // unknown: always chmod
+  }
+})();
+
 async function writeStagedFile(entry: TarEntry, path: string, h: TarHeader, owner: Owner, signal: AbortSignal): Promise<number> {
-  const handle = await open(path, "wx", 0o600);
+  // Without setuid/setgid: the file now belongs to the requesting user, not the archive's owner.
+  const mode = (h.mode ?? 0o644) & 0o1777;
+  // Each saved call counts at 100,000 small files: create with the final mode when the umask
+  // leaves it whole, and chown only when the owner is not the daemon's own user.
+  const direct = (mode & UMASK) === 0 && (mode & 0o7000) === 0;
+  const handle = await open(path, "wx", direct ? mode : 0o600);
   let bytes = 0;
   try {
     for await (const chunk of entry as AsyncIterable<Buffer>) {
@@ -253,9 +276,8 @@ async function writeStagedFile(entry: TarEntry, path: string, h: TarHeader, owne
       }
       bytes += chunk.length;
     }
-    await handle.chown(owner.uid, owner.gid);
-    // Without setuid/setgid: the file now belongs to the requesting user, not the archive's owner.
-    await handle.chmod((h.mode ?? 0o644) & 0o1777);
+    if (owner.uid !== DAEMON_UID || owner.gid !== DAEMON_GID) await handle.chown(owner.uid, owner.gid);
+    if (!direct) await handle.chmod(mode);
     if (h.mtime) await handle.utimes(h.mtime, h.mtime);
   } finally {
     await handle.close();
