@@ -70,13 +70,15 @@ type Trim = () => void;
 
 /** The runtime's way to give memory back, or undefined when it has none (no FFI). */
 export function loadTrim(): Trim | undefined {
-  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
+  const bun = (globalThis as { Bun?: { gc(force: boolean): void; shrink?(): void } }).Bun;
   const mallocTrim = loadMallocTrim();
   if (bun) {
     return () => {
       // Native-backed objects (pipe buffers) are finalized by one collection and freed by the next.
       bun.gc(true);
       bun.gc(true);
+      // JSC's shrinkFootprint: drops compiled code and gives the heap's free blocks back.
+      bun.shrink?.();
       mallocTrim?.();
     };
   }
