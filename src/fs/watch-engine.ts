@@ -158,30 +158,32 @@ export class WatchEngine implements AsyncDisposable {
   }
 
   #onMessage(m: WorkerMessage): void {
-    if (m.t === "fatal") {
-      this.#log.error("watch thread failed", { err: m.message });
-      this.#onWorkerDeath(`the watch thread failed: ${m.message}`);
-      return;
-    }
-    if (m.t === "synced") {
-      this.#syncs.get(m.token)?.();
-      this.#syncs.delete(m.token);
-      return;
-    }
-    const entry = this.#entries.get(m.id);
-    if (!entry) return;
     switch (m.t) {
-      case "armed":
+      case "fatal":
+        this.#log.error("watch thread failed", { err: m.message });
+        this.#onWorkerDeath(`the watch thread failed: ${m.message}`);
+        return;
+      case "synced":
+        this.#syncs.get(m.token)?.();
+        this.#syncs.delete(m.token);
+        return;
+      case "armed": {
+        const entry = this.#entries.get(m.id);
+        if (!entry) return;
         entry.armed?.resolve(m.watches);
         entry.armed = undefined;
         return;
-      case "events":
-        {
-          const events = ownTempFiles.rewriteWatchEvents(m.events);
-          if (events.length > 0) entry.sink.onEvents(events);
-        }
+      }
+      case "events": {
+        const entry = this.#entries.get(m.id);
+        if (!entry) return;
+        const events = ownTempFiles.rewriteWatchEvents(m.events);
+        if (events.length > 0) entry.sink.onEvents(events);
         return;
+      }
       case "end": {
+        const entry = this.#entries.get(m.id);
+        if (!entry) return;
         this.#entries.delete(m.id);
         if (entry.armed) {
           entry.armed.reject(m.kind === "failed" ? watchStartError(m.errno ?? 0, m.path ?? "") : endError(m.kind));

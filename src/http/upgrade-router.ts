@@ -64,7 +64,8 @@ export class UpgradeRouter {
       },
     };
     try {
-      await handler(ctx);
+      // A handler may finish synchronously (refusals) or return a promise.
+      await Promise.resolve(handler(ctx));
     } catch (err) {
       if (err instanceof ConnectError) this.#log.debug("upgrade refused", { path: ctx.url.pathname, err: err.rawMessage });
       else this.#log.error("upgrade failed", { path: ctx.url.pathname, err });
