@@ -7,7 +7,8 @@ import { Readable } from "node:stream";
 import { after, test } from "node:test";
 import tarStream from "tar-stream";
 import { EnvdError } from "../errors.ts";
-import { entryName, extractTar, resolvesOutside } from "./tar-extract.ts";
+import { extractTar } from "./tar-extract.ts";
+import { entryName, resolvesOutside } from "./tar-safety.ts";
 import { packTree } from "./tar-pack.ts";
 
 const names = { userName: (uid: number) => (uid === 0 ? "root" : String(uid)), groupName: (gid: number) => (gid === 0 ? "root" : String(gid)) };
