@@ -74,7 +74,7 @@ export class ProcessTable implements AsyncDisposable {
     return handle;
   }
 
-  /** A live process only. NotFound otherwise (an ended process cannot take input or signals). */
+  /** A live process only. NotFound otherwise (an ended process cannot take signals, resizes or EOF). */
   findLive(selector: Selector): ProcessHandle {
     const handle = this.#lookup(selector, false);
     if (!handle) throw notFound(selector);

@@ -76,7 +76,8 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     },
 
     async sendInput(req, ctx) {
-      const handle = table.findLive(selectorOf(req.process));
+      // An ended process still retained answers failed_precondition ("already exited"), not not_found.
+      const handle = table.find(selectorOf(req.process));
       await writeInput(handle, req.input, ctx.signal);
       return {};
     },
@@ -87,7 +88,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
         switch (msg.event.case) {
           case "start":
             if (handle) throw new EnvdError(Code.InvalidArgument, "stream input already started");
-            handle = table.findLive(selectorOf(msg.event.value.process));
+            handle = table.find(selectorOf(msg.event.value.process));
             break;
           case "data":
             if (!handle) throw new EnvdError(Code.InvalidArgument, "stream input must begin with a start message");

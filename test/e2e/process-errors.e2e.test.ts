@@ -56,6 +56,15 @@ for (const runtime of RUNTIMES) {
         assert.ok(["FailedPrecondition", "NotFound"].includes(codeOf(afterClose)), codeOf(afterClose));
         for (const p of [pty, noStdin]) await client.sendSignal({ process: sel(p.pid), signal: 9 });
         for (const p of [pty, pipes, noStdin]) for (let r = await p.stream.next(); !r.done; r = await p.stream.next());
+        // Ended (its record is kept 30 s): input and resize say so, they do not claim it is unknown.
+        const ended: [string, () => Promise<unknown>][] = [
+          ["stdin to an ended process", () => client.sendInput({ process: sel(noStdin.pid), input: { input: { case: "stdin", value: Buffer.from("x") } } })],
+          ["pty input to an ended PTY", () => client.sendInput({ process: sel(pty.pid), input: { input: { case: "pty", value: Buffer.from("x") } } })],
+        ];
+        for (const [what, call] of ended) {
+          const err = await call().then(() => undefined, (e: unknown) => e);
+          assert.equal(codeOf(err), "FailedPrecondition", what);
+        }
       }
       assert.deepEqual(envd.logs.filter((l) => l.level === "error"), []);
     });
