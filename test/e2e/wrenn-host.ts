@@ -30,6 +30,23 @@ import {
 
 const USER_AGENT = "connect-go/1.18.1 (go1.24.4)";
 
+/** A server-streaming call as connect-go sends it: one enveloped binary message, Connect headers. */
+function streamRequest(request: Uint8Array): { method: "POST"; headers: Record<string, string>; body: Buffer } {
+  const envelope = Buffer.alloc(5 + request.length);
+  envelope.writeUInt32BE(request.length, 1);
+  envelope.set(request, 5);
+  return {
+    method: "POST",
+    headers: {
+      "Content-Type": "application/connect+proto",
+      "Connect-Protocol-Version": "1",
+      "Connect-Accept-Encoding": "gzip",
+      "User-Agent": USER_AGENT,
+    },
+    body: envelope,
+  };
+}
+
 export interface PreloadStatus {
   state: "idle" | "running" | "done" | "failed" | "cancelled";
   regions: number;
@@ -372,22 +389,9 @@ export class WrennHost {
 
   #openStream(path: string, request: Uint8Array, eventOf: (bytes: Uint8Array) => MessageShape<typeof StartResponseSchema>["event"]): HostStream {
     this.calls.push(`POST ${path}`);
-    const envelope = Buffer.alloc(5 + request.length);
-    envelope.writeUInt32BE(request.length, 1);
-    envelope.set(request, 5);
     const ctl = new AbortController();
     return new HostStream(ctl, async (push) => {
-      const res = await fetch(`${this.base}${path}`, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/connect+proto",
-          "Connect-Protocol-Version": "1",
-          "Connect-Accept-Encoding": "gzip",
-          "User-Agent": USER_AGENT,
-        },
-        body: envelope,
-        signal: ctl.signal,
-      });
+      const res = await fetch(`${this.base}${path}`, { ...streamRequest(request), signal: ctl.signal });
       if (res.status !== 200) throw new HostCallError(path, res.status, await res.text());
       let buf = Buffer.alloc(0);
       try {
@@ -449,20 +453,7 @@ export class WrennHost {
 
   /** A server stream: the request in one envelope; the messages back, the end-stream checked. */
   async #serverStream(path: string, request: Uint8Array): Promise<Uint8Array[]> {
-    const envelope = Buffer.alloc(5 + request.length);
-    envelope.writeUInt32BE(request.length, 1);
-    envelope.set(request, 5);
-    const res = await this.#fetch(`POST ${path}`, path, {
-      method: "POST",
-      headers: {
-        "Content-Type": "application/connect+proto",
-        "Connect-Protocol-Version": "1",
-        "Connect-Accept-Encoding": "gzip",
-        "User-Agent": USER_AGENT,
-      },
-      body: envelope,
-      timeoutMs: 600_000,
-    });
+    const res = await this.#fetch(`POST ${path}`, path, { ...streamRequest(request), timeoutMs: 600_000 });
     const body = Buffer.from(await res.arrayBuffer());
     if (res.status !== 200) throw new HostCallError(path, res.status, body.toString());
     const messages: Uint8Array[] = [];
