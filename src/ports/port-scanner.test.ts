@@ -90,3 +90,29 @@ test("scans only while subscribed; stop() (snapshot) pauses it and start() repor
   assert.ok(scanner.scans <= m + 1, "stopped with the last subscriber");
   assert.equal(scanner.current(), undefined, "the next subscriber starts from a fresh listing");
 });
+
+test("fresh() waits for a scan begun after the call, so a listener opened just before is listed", async () => {
+  let sockets: TcpSocket[] = [sock(80, 1)];
+  let reads = 0;
+  // A long interval: the loop, kept running by another subscriber, would not scan again by itself.
+  const scanner = new PortScanner({
+    intervalMs: 60_000,
+    readSockets: async () => {
+      reads++;
+      return sockets;
+    },
+    owners: async (inodes) => new Map([...inodes].map((i) => [i, { pid: i, cmd: "" }])),
+  });
+  const changes: PortChange[] = [];
+  using _s = scanner.subscribe((c) => changes.push(c));
+  await scanner.scanned();
+  sockets = [sock(80, 1), sock(3000, 2)];
+  assert.deepEqual(scanner.current()?.map((l) => l.port), [80], "the last listing predates the new listener");
+  await scanner.fresh();
+  assert.deepEqual(scanner.current()?.map((l) => l.port), [80, 3000]);
+  assert.equal(reads, 2);
+  assert.deepEqual(changes.map((c) => c.opened.map((l) => l.port)), [[3000]], "subscribers see the change as usual");
+  await scanner.stop();
+  await scanner.fresh(); // paused: the last listing, no scan
+  assert.equal(reads, 2);
+});

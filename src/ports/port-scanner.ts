@@ -101,6 +101,23 @@ export class PortScanner implements AsyncDisposable {
     return new Promise((resolve) => this.#scanned.push(resolve));
   }
 
+  /**
+   * Resolves after a scan that began after this call, so `current()` is a listing as of now (the
+   * last one may be up to an interval old when another subscriber keeps the loop running). Scans
+   * at once rather than waiting for the timer. While paused, the last listing is all there is.
+   */
+  async fresh(): Promise<void> {
+    if (!this.#timer) return this.scanned();
+    await this.#scanning; // one in flight may have read the tables before this call
+    if (!this.#timer) return;
+    this.#scanning ??= this.#scan()
+      .catch(() => {})
+      .finally(() => {
+        this.#scanning = undefined;
+      });
+    await this.#scanning;
+  }
+
   /** Loop registry: scanning may run again (when subscribed). Idempotent. */
   start(): void {
     this.#paused = false;

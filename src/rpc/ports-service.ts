@@ -45,9 +45,13 @@ export function createPortsService(deps: PortsServiceDeps): ServiceImpl<typeof P
       };
       using _subscription = scanner.subscribe(push);
       yield { event: { case: "start", value: {} } };
-      await waitReady(scanner.scanned(), WAIT_MAX_MS, ctx.signal);
-      // Changes already queued happened after this listing (subscribe calls them after updating it).
-      for (const l of scanner.current() ?? []) {
+      // A listing as of now: the scanner's last one may predate a listener opened just before this call.
+      await waitReady(scanner.fresh(), WAIT_MAX_MS, ctx.signal);
+      // What was queued until now is in this listing already; later changes come after it
+      // (subscribers are called after the listing is updated, and nothing runs between these lines).
+      const existing = scanner.current() ?? [];
+      queue.length = 0;
+      for (const l of existing) {
         if (wanted(l)) yield { event: { case: "opened", value: { listener: listenerMessage(l), existing: true } } };
       }
       for (;;) {
