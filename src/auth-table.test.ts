@@ -38,6 +38,14 @@ test("every RPC service the daemon mounts has a row, every method behind the tok
   for (const r of RPC_AUTH) for (const f of FLAVORS) assert.equal(r[f], "token", `${r.service} (${f})`);
 });
 
+test("each RPC service's descriptor, loaded on first use, is the service its entry names", async () => {
+  for (const s of RPC_SERVICES) {
+    const desc = await s.descriptor();
+    assert.equal(desc.typeName, s.typeName);
+    assert.ok(desc.methods.length > 0, s.typeName);
+  }
+});
+
 test("docs/auth.md shows the table as the code has it", () => {
   const doc = readFileSync(new URL("../docs/auth.md", import.meta.url), "utf8");
   const cells = new Map<string, string[]>();

@@ -3,11 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { compressionGzip, connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Config } from "./config.ts";
-import { Ports } from "./gen/envd/ports_pb.js";
-import { Filesystem } from "./gen/filesystem/filesystem_pb.js";
-import { Process } from "./gen/process/process_pb.js";
 import { readOwnMemoryProtection } from "./control/memory-protection.ts";
 import { addRoutes, addUpgradeRoutes, type RouteDeps } from "./http/routes.ts";
 import { Router } from "./http/router.ts";
@@ -18,13 +14,8 @@ import { createCgroups } from "./process/cgroups.ts";
 import { ProcessManager } from "./process/process-manager.ts";
 import { Code, EnvdError } from "./errors.ts";
 import { ownTempFiles, sweepLeftovers } from "./fs/own-temp-files.ts";
-import { errorInterceptor, rpcErrorGate } from "./rpc/error-interceptor.ts";
-import { withProtocolErrors } from "./rpc/protocol-errors.ts";
-import { RPC_PREFIXES, RPC_SERVICES } from "./rpc/services.ts";
-import { createProcessService } from "./rpc/process-service.ts";
-import { createFilesystemService } from "./rpc/filesystem-service.ts";
-import { createPortsService } from "./rpc/ports-service.ts";
 import { PortScanner } from "./ports/port-scanner.ts";
+import { RPC_PREFIXES, rpcServices } from "./rpc/services.ts";
 import { WatchEngine } from "./fs/watch-engine.ts";
 import { WatcherRegistry } from "./fs/watcher-registry.ts";
 import { EnvdServer } from "./server.ts";
@@ -60,8 +51,6 @@ export interface Daemon extends AsyncDisposable {
   close(): Promise<void>;
 }
 
-/** Largest RPC request message accepted (an upload goes through /files, not RPC). */
-const RPC_READ_MAX_BYTES = 64 << 20;
 
 /**
  * Builds every subsystem and starts listening. Each one is handed to one DisposableStore in the
@@ -156,24 +145,14 @@ async function build(
   const forwardAddresses = new Set(config.lifecycle.forwardAddresses);
   const portScanner = store.add(new PortScanner({ hide: (l) => l.pid === process.pid && forwardAddresses.has(l.address) }));
 
-  // Unknown methods, wrong HTTP methods and content types get a body that says so (protocol-errors.ts).
-  const rpcAdapter = connectNodeAdapter({
-    routes: (router) => {
-      router.service(Process, createProcessService({ processes, users, session }));
-      router.service(Filesystem, createFilesystemService({ users, session, watches, watchers }));
-      router.service(Ports, createPortsService({ scanner: portScanner }));
-    },
-    // Accept gzip requests; never compress responses (legal, and compressing output streams costs
-    // more CPU than it saves on loopback and virtio links: docs/compatibility.md, "Response compression").
-    acceptCompression: [compressionGzip],
-    compressMinBytes: Number.MAX_SAFE_INTEGER,
-    readMaxBytes: RPC_READ_MAX_BYTES,
-    jsonOptions: { ignoreUnknownFields: true },
+  // Each Connect service is loaded on its first request (rpc/lazy-services.ts).
+  rpcHandler.handle = rpcServices({
+    log,
     shutdownSignal: shutdown.signal,
-    interceptors: [errorInterceptor()],
-    requestGate: rpcErrorGate(log.child({ component: "rpc" })),
-  });
-  rpcHandler.handle = withProtocolErrors(rpcAdapter, RPC_SERVICES);
+    process: { processes, users, session },
+    filesystem: { users, session, watches, watchers },
+    ports: { scanner: portScanner },
+  }).handle;
 
   const mmds = new MmdsClient(config.vm.mmdsUrl);
   const metadata = store.add(

@@ -4,10 +4,11 @@
  */
 import { basename, extname } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { constants as zlibConstants, createGzip } from "node:zlib";
+import { createGzip } from "node:zlib";
 import { Code, EnvdError } from "../errors.ts";
 import { resolvePath } from "../fs/paths.ts";
 import { isIdentityRefused, negotiateEncoding } from "../transfer/accept-encoding.ts";
+import { chooseGzip, GZIP_LEVEL } from "../transfer/download-encoding.ts";
 import { contentDisposition } from "../transfer/content-disposition.ts";
 import { type OpenedFile, openForDownload, probeUnsized, readChunks } from "../transfer/download.ts";
 import { decideRange, evaluatePreconditions, ifRangeAllows } from "../transfer/preconditions.ts";
@@ -15,12 +16,6 @@ import { authorize, type FilesDeps } from "./files-auth.ts";
 import { header } from "./headers.ts";
 import type { RouteContext, RouteHandler } from "./router.ts";
 
-/**
- * Fastest zlib level: every fetch-based client (the e2b SDK included) offers gzip by default, so
- * this runs on most downloads; level 1 still shrinks text several times at a fraction of the
- * CPU of the default level 6 (measured in docs/architecture.md).
- */
-const GZIP_LEVEL = zlibConstants.Z_BEST_SPEED;
 
 export function getFiles(deps: FilesDeps): RouteHandler {
   return async (ctx) => {
@@ -38,6 +33,19 @@ export function getFiles(deps: FilesDeps): RouteHandler {
     if (conditional) encoding = isIdentityRefused(acceptEncoding) ? null : "identity";
     if (encoding === null) {
       throw new EnvdError(Code.InvalidArgument, "no acceptable encoding found, supported: [identity, gzip]", { httpStatus: 406 });
+    }
+    // gzip only when it pays (docs/compatibility.md, "Download compression"): honoured when asked
+    // for alone, skipped for data that does not shrink and for large files merely offered it.
+    if (encoding === "gzip") {
+      encoding = await chooseGzip(acceptEncoding ?? "", {
+        path: resolved,
+        size: file.size,
+        readStart: async (bytes) => {
+          const buffer = Buffer.allocUnsafe(bytes);
+          const { bytesRead } = await file.handle.read(buffer, 0, bytes, 0);
+          return buffer.subarray(0, bytesRead);
+        },
+      });
     }
 
     res.setHeader("Vary", "Accept-Encoding");

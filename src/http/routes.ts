@@ -18,15 +18,11 @@ import type { ProcessManager } from "../process/process-manager.ts";
 import type { UserDb } from "../users/user-db.ts";
 import { getActivity } from "./activity.ts";
 import { postCollapse } from "./collapse.ts";
-import { getExec, getExecUpgrade } from "./exec.ts";
 import { getEnvs } from "./envs.ts";
-import { getFilesOrTar, postFilesOrTar } from "./files-tar.ts";
-import { getFiles } from "./get-files.ts";
-import { postFiles, putFiles } from "./post-files.ts";
-import { postFilesCompose } from "./post-files-compose.ts";
 import { postFreeze, postFsFreeze, postFsThaw, postUnfreeze } from "./freeze.ts";
 import { getHealth } from "./health.ts";
 import { postInit } from "./init.ts";
+import { lazyRoute, lazyUpgrade } from "./lazy-route.ts";
 import { getMemoryPreload, postMemoryPreload, postMemoryPreloadCancel } from "./memory.ts";
 import { getMetrics } from "./metrics.ts";
 import type { Router } from "./router.ts";
@@ -58,12 +54,27 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
   const files = { session, users: deps.users, log: deps.log.child({ component: "files" }) };
   return router
     .add("GET", "/health", getHealth(deps.flavor, (ctx) => deps.onHealth(ctx.req.socket as Socket | undefined)))
-    // A tar request (Accept/format, tar Content-Type) is answered by files-tar.ts; any other by
-    // the ordinary handler, unchanged.
-    .add("GET", "/files", getFilesOrTar(files, getFiles(files)))
-    .add("POST", "/files", postFilesOrTar(files, postFiles(files)))
-    .add("PUT", "/files", putFiles(files))
-    .add("POST", "/files/compose", postFilesCompose(files))
+    // /files and its dependencies (zlib, busboy, mime-types, tar) load on the first transfer
+    // (lazy-route.ts). A tar request (Accept/format, tar Content-Type) is answered by
+    // files-tar.ts; any other by the ordinary handler, unchanged.
+    .add(
+      "GET",
+      "/files",
+      lazyRoute(async () => {
+        const [{ getFilesOrTar }, { getFiles }] = await Promise.all([import("./files-tar.ts"), import("./get-files.ts")]);
+        return getFilesOrTar(files, getFiles(files));
+      }),
+    )
+    .add(
+      "POST",
+      "/files",
+      lazyRoute(async () => {
+        const [{ postFilesOrTar }, { postFiles }] = await Promise.all([import("./files-tar.ts"), import("./post-files.ts")]);
+        return postFilesOrTar(files, postFiles(files));
+      }),
+    )
+    .add("PUT", "/files", lazyRoute(async () => (await import("./post-files.ts")).putFiles(files)))
+    .add("POST", "/files/compose", lazyRoute(async () => (await import("./post-files-compose.ts")).postFilesCompose(files)))
     .add("POST", "/init", postInit(deps.init, session, deps.memory))
     .add("GET", "/envs", getEnvs(session))
     .add("GET", "/metrics", getMetrics(deps.cpu))
@@ -75,7 +86,7 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
     .add("POST", "/collapse", postCollapse(deps.log.child({ component: "collapse" })))
     // Without an upgrade (or over HTTP/2): validated, then 426.
     .add("GET", "/tunnel", getTunnel())
-    .add("GET", "/exec", getExec())
+    .add("GET", "/exec", lazyRoute(async () => (await import("./exec.ts")).getExec()))
     // Today's Wrenn host (docs/compatibility.md, "The Wrenn host, today"); harmless to E2B
     // clients, so in both flavors.
     .add("GET", "/activity", getActivity(deps.cpu))
@@ -89,7 +100,9 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
 /** The WebSocket routes; every path here is also a REST route above (for the 426). */
 export function addUpgradeRoutes(upgrades: UpgradeRouter, deps: RouteDeps): UpgradeRouter {
   const { session } = deps;
+  // /exec needs the Process descriptors (ws/exec-session.ts): loaded on the first /exec.
+  const execDeps = { processes: deps.processes, users: deps.users, session, log: deps.log.child({ component: "exec" }) };
   return upgrades
     .add("/tunnel", getTunnelUpgrade(deps.log.child({ component: "tunnel" })))
-    .add("/exec", getExecUpgrade({ processes: deps.processes, users: deps.users, session, log: deps.log.child({ component: "exec" }) }));
+    .add("/exec", lazyUpgrade(async () => (await import("./exec.ts")).getExecUpgrade(execDeps)));
 }

@@ -10,7 +10,7 @@
 import type { IncomingMessage } from "node:http";
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { type WebSocket, WebSocketServer } from "ws";
+import type { WebSocket, WebSocketServer } from "ws";
 
 export type { WebSocket };
 
@@ -22,14 +22,24 @@ export const WS_PONG_TIMEOUT_MS = 5_000;
 export const WS_SEND_HIGH_WATER_BYTES = 1 << 20;
 export const WS_SEND_LOW_WATER_BYTES = 256 << 10;
 
-let server: WebSocketServer | undefined;
+let server: Promise<WebSocketServer> | undefined;
 
-function wss(): WebSocketServer {
-  server ??= new WebSocketServer({
-    noServer: true,
-    clientTracking: false,
-    perMessageDeflate: false,
-    maxPayload: WS_MAX_MESSAGE_BYTES,
+/**
+ * The `ws` library is imported on the first upgrade: it pulls in zlib, crypto and tls, ~5 MiB
+ * resident on Bun for a daemon that may never see a WebSocket (docs/benchmarks.md, idle RSS).
+ */
+function wss(): Promise<WebSocketServer> {
+  server ??= import("ws").then(
+    ({ WebSocketServer }) =>
+      new WebSocketServer({
+        noServer: true,
+        clientTracking: false,
+        perMessageDeflate: false,
+        maxPayload: WS_MAX_MESSAGE_BYTES,
+      }),
+  );
+  server.catch(() => {
+    server = undefined; // tried again on the next upgrade
   });
   return server;
 }
@@ -40,13 +50,15 @@ export function isWebSocketUpgrade(req: IncomingMessage): boolean {
 }
 
 /** Completes the handshake on a socket handed over by the HTTP/1.1 server. */
-export function acceptWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<WebSocket> {
+export async function acceptWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<WebSocket> {
+  const ws = await wss();
   return new Promise((resolve, reject) => {
+    if (socket.destroyed) return reject(new Error("the connection closed during the WebSocket handshake"));
     const onClose = () => reject(new Error("the connection closed during the WebSocket handshake"));
     socket.once("close", onClose);
-    wss().handleUpgrade(req, socket, head, (ws) => {
+    ws.handleUpgrade(req, socket, head, (client) => {
       socket.off("close", onClose);
-      resolve(ws);
+      resolve(client);
     });
   });
 }

@@ -109,7 +109,8 @@ for (const runtime of RUNTIMES) {
       test("every RPC method of every mounted service: no token, wrong token, right token", async () => {
         for (const service of RPC_SERVICES) {
           const access = RPC_AUTH.find((r) => r.service === service.typeName)?.[flavor] ?? "token";
-          for (const m of service.methods) {
+          // The descriptor is imported here as the daemon imports it on the service's first call.
+          for (const m of (await service.descriptor()).methods) {
             const streaming = m.methodKind !== "unary";
             // The right token runs the method for real: every path it names lies in this test's own
             // directory. An empty message would mean path "" (the user's home, /root here), and a

@@ -152,16 +152,21 @@ for (const runtime of RUNTIMES) {
     });
 
     test("gzip when accepted (q-values), identity otherwise, 406 when nothing acceptable", async () => {
-      const gz = await envd.fetch(q({ path: file }), { headers: { "accept-encoding": "gzip" } });
+      // A file gzip shrinks (the rule, docs/compatibility.md "Download compression", sends tiny or
+      // incompressible files as they are; tested below).
+      const textFile = join(dir.path, "text.txt");
+      const text = content.repeat(500);
+      writeFileSync(textFile, text);
+      const gz = await envd.fetch(q({ path: textFile }), { headers: { "accept-encoding": "gzip" } });
       assert.equal(gz.status, 200);
       assert.equal(gz.headers.get("content-encoding"), "gzip");
       assert.equal(gz.headers.get("content-length"), null);
       assert.equal(gz.headers.get("content-type"), "text/plain; charset=utf-8");
       // fetch decodes gzip itself; read the raw bytes too, to see a real gzip stream on the wire.
-      assert.equal(await gz.text(), content);
-      const raw = await rawGet(envd, q({ path: file }), { "accept-encoding": "gzip" });
+      assert.equal(await gz.text(), text);
+      const raw = await rawGet(envd, q({ path: textFile }), { "accept-encoding": "gzip" });
       assert.equal(raw.headers["content-encoding"], "gzip");
-      assert.equal(gunzipSync(raw.body).toString(), content);
+      assert.equal(gunzipSync(raw.body).toString(), text);
 
       const preferIdentity = await envd.fetch(q({ path: file }), { headers: { "accept-encoding": "gzip;q=0.5, identity" } });
       assert.equal(preferIdentity.headers.get("content-encoding"), null);
@@ -179,6 +184,40 @@ for (const runtime of RUNTIMES) {
       const rangeNoIdentity = await envd.fetch(q({ path: file }), { headers: { "accept-encoding": "gzip, identity;q=0", range: "bytes=0-1" } });
       assert.equal(rangeNoIdentity.status, 406);
       await rangeNoIdentity.body?.cancel();
+    });
+
+    test("gzip only when it pays: never larger than identity, not for data that does not shrink, not for large files merely offered it", async () => {
+      // 12 bytes: gzipped they would be 32.
+      const tiny = await rawGet(envd, q({ path: file }), { "accept-encoding": "gzip" });
+      assert.equal(tiny.headers["content-encoding"], undefined);
+      assert.equal(tiny.body.toString(), content);
+      const random = join(dir.path, "random.bin");
+      const noise = randomBytes(256 << 10);
+      writeFileSync(random, noise);
+      const r = await rawGet(envd, q({ path: random }), { "accept-encoding": "gzip" });
+      assert.equal(r.headers["content-encoding"], undefined);
+      assert.equal(r.headers["content-length"], String(noise.length));
+      assert.ok(r.body.equals(noise));
+      // Already compressed by its name: not even sampled.
+      const archive = join(dir.path, "a.tar.gz");
+      writeFileSync(archive, content.repeat(500));
+      assert.equal((await rawGet(envd, q({ path: archive }), { "accept-encoding": "gzip" })).headers["content-encoding"], undefined);
+      // fetch's own offer (gzip among others): small text yes, 9 MiB of text no; asked alone, yes.
+      const small = join(dir.path, "small.log");
+      writeFileSync(small, content.repeat(500));
+      assert.equal((await rawGet(envd, q({ path: small }), { "accept-encoding": "gzip, deflate" })).headers["content-encoding"], "gzip");
+      const large = join(dir.path, "large.log");
+      writeFileSync(large, content.repeat(Math.ceil((9 << 20) / content.length)));
+      const offered = await rawGet(envd, q({ path: large }), { "accept-encoding": "gzip, deflate, br" });
+      assert.equal(offered.headers["content-encoding"], undefined);
+      assert.equal(offered.body.length, statSync(large).size);
+      const asked = await rawGet(envd, q({ path: large }), { "accept-encoding": "gzip" });
+      assert.equal(asked.headers["content-encoding"], "gzip");
+      assert.equal(gunzipSync(asked.body).length, statSync(large).size);
+      // Identity refused: gzip whatever the data.
+      const forced = await rawGet(envd, q({ path: random }), { "accept-encoding": "gzip, identity;q=0" });
+      assert.equal(forced.headers["content-encoding"], "gzip");
+      assert.ok(gunzipSync(forced.body).equals(noise));
     });
 
     test("Content-Disposition is a legal header for any file name", async () => {
@@ -233,7 +272,8 @@ for (const runtime of RUNTIMES) {
 
     test("a 48 MiB file arrives byte-exact, identity and gzip", async () => {
       const big = join(dir.path, "big.bin");
-      const data = Buffer.concat([randomBytes(24 << 20), Buffer.alloc(24 << 20, 7)]);
+      // Compressible at the start (so explicit gzip is honoured), random after.
+      const data = Buffer.concat([Buffer.alloc(24 << 20, 7), randomBytes(24 << 20)]);
       writeFileSync(big, data);
       const res = await envd.fetch(q({ path: big }), { headers: IDENTITY });
       assert.equal(res.headers.get("content-length"), String(data.length));

@@ -1,0 +1,39 @@
+/**
+ * A route whose module is imported on its first request. /files needs multipart parsing, zlib,
+ * mime-types, tar and the atomic writer: on Bun zlib alone is ~6 MiB of resident memory once
+ * imported, paid by every VM and snapshot whether or not it ever transfers a file. A failed
+ * import answers 500 (through the router) and is tried again on the next request.
+ */
+import type { RouteHandler } from "./router.ts";
+import type { UpgradeHandler } from "./upgrade-router.ts";
+
+export function lazyRoute(load: () => Promise<RouteHandler>): RouteHandler {
+  let handler: Promise<RouteHandler> | undefined;
+  return async (ctx) => {
+    handler ??= load();
+    let h: RouteHandler;
+    try {
+      h = await handler;
+    } catch (err) {
+      handler = undefined;
+      throw err;
+    }
+    await Promise.resolve(h(ctx));
+  };
+}
+
+/** The same for a WebSocket upgrade route. */
+export function lazyUpgrade(load: () => Promise<UpgradeHandler>): UpgradeHandler {
+  let handler: Promise<UpgradeHandler> | undefined;
+  return async (ctx) => {
+    handler ??= load();
+    let h: UpgradeHandler;
+    try {
+      h = await handler;
+    } catch (err) {
+      handler = undefined;
+      throw err;
+    }
+    await Promise.resolve(h(ctx));
+  };
+}
