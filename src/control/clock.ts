@@ -82,7 +82,7 @@ export function decodeTimespec(buf: Uint8Array): bigint {
  * (ENVD_CLOCK_COMMAND), only with `<command> @<seconds>.<ns>`. Rejects with the program's error
  * output when it fails.
  */
-export function createClockSetter(command: string | undefined, path: string, libc: Libc | undefined = loadLibc()): ClockSetter {
+export function createClockSetter(command: string | undefined, path: string, libc?: Libc): ClockSetter {
   const run = (file: string, args: string[]) =>
     new Promise<void>((resolve, reject) => {
       execFile(file, args, { timeout: CLOCK_COMMAND_TIMEOUT_MS, env: { PATH: path } }, (err, _stdout, stderr) => {
@@ -92,7 +92,9 @@ export function createClockSetter(command: string | undefined, path: string, lib
     });
   if (command) return (ns) => run(command, [epochArgument(ns)]);
   return async (ns) => {
-    if (libc && libc.clockSettime(CLOCK_REALTIME, encodeTimespec(ns)) === 0) return;
+    // libc is bound on the first clock step, not at start (FFI costs ~2 MiB resident on Bun).
+    const lib = libc ?? loadLibc();
+    if (lib && lib.clockSettime(CLOCK_REALTIME, encodeTimespec(ns)) === 0) return;
     try {
       await run("date", ["-u", "-s", epochArgument(ns)]);
     } catch {

@@ -53,10 +53,11 @@ export interface VmLifecycleOptions {
 export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
   const { path, server, cgroups } = opts;
   const log = opts.log.child({ component: "lifecycle" });
-  const libc = loadLibc();
+  // libc (FFI) is bound when a snapshot, freeze or sync first needs it, not at start: binding it
+  // costs ~2 MiB resident on Bun, paid by every idle VM.
   const lc = opts.lifecycle;
   const loops = new LoopRegistry(log);
-  const sync = () => syncFilesystems(libc, path);
+  const sync = () => syncFilesystems(loadLibc(), path);
 
   const ports = new PortForwarder({ log: opts.log.child({ component: "ports" }), bindAddresses: lc.forwardAddresses });
   const reclaimer = new PageCacheReclaimer({
@@ -75,10 +76,14 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     sync,
     dropCaches: (reason) => reclaimer.dropNow(reason),
     trim: () => trimFilesystems({ command: lc.fstrimCommand }),
-    reseed: () => reseedKernelRandom(libc),
-    resyncClock: () => resyncClock({ libc, setClock: opts.setClock, path, chronyc: opts.chronyc }),
+    reseed: () => reseedKernelRandom(loadLibc()),
+    resyncClock: () => resyncClock({ libc: loadLibc(), setClock: opts.setClock, path, chronyc: opts.chronyc }),
   });
-  const freezer = new FreezeController({ log, cgroups, lifecycle: snapshot, libc, fsFreezePath: lc.fsFreezePath, path });
+  const freezer = new FreezeController({ log, cgroups, lifecycle: snapshot,
+    get libc() {
+      return loadLibc();
+    },
+    fsFreezePath: lc.fsFreezePath, path });
 
   ports.start();
   reclaimer.start();

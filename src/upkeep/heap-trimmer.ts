@@ -71,9 +71,16 @@ type Trim = () => void;
 /** The runtime's way to give memory back, or undefined when it has none (no FFI). */
 export function loadTrim(): Trim | undefined {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  const mallocTrim = loadMallocTrim();
   if (bun) {
+    // Bun can always collect, so malloc_trim is bound on the first trim, not at start: binding
+    // libc through bun:ffi costs ~2 MiB resident, paid by every idle VM that never trims.
+    let mallocTrim: (() => void) | undefined;
+    let bound = false;
     return () => {
+      if (!bound) {
+        mallocTrim = loadMallocTrim();
+        bound = true;
+      }
       // Native-backed objects (pipe buffers) are finalized by one collection and freed by the next.
       bun.gc(true);
       bun.gc(true);
@@ -84,6 +91,7 @@ export function loadTrim(): Trim | undefined {
       mallocTrim?.();
     };
   }
+  const mallocTrim = loadMallocTrim();
   const gc = exposeNodeGc();
   if (!gc && !mallocTrim) return undefined;
   return () => {
