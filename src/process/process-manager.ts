@@ -39,8 +39,11 @@ export class ProcessManager implements AsyncDisposable {
   readonly #daemonPath: string;
   readonly #cgroupOf: CgroupPlacer;
   #tools: SystemTools;
-  /** Cuts the background ionice check short at disposal (detectTools). */
+  /** Cuts the ionice check short at disposal (detectTools). */
   readonly #probe = new AbortController();
+  /** `ionice` found by detectTools, checked on the first start (#ioniceCheck). */
+  #ionice: string | undefined;
+  #ioniceChecked: Promise<void> | undefined;
 
   readonly #outputLog: OutputLogSink | undefined;
 
@@ -55,21 +58,33 @@ export class ProcessManager implements AsyncDisposable {
 
   /**
    * Looks for the tools the launch wrapper uses (setpriv, nice, ionice) and the daemon's own
-   * priorities. Call once before the first start; the ionice check runs in the background and is
-   * cut short by disposal.
+   * priorities. Call once before the first start. The daemon's I/O priority is checked (an
+   * `ionice` exec) on the first start, which waits for it, not at daemon start: spawning at start
+   * cost 1.5–5 ms of the start until /health and the child_process machinery's memory in every
+   * VM that never runs a command.
    */
   detectTools(): void {
     const find = (name: string) => findExecutable(name, this.#daemonPath);
     this.#tools = { setpriv: find("setpriv"), nice: find("nice"), ionice: undefined, daemonNice: safePriority() };
-    // Children inherit the daemon's I/O priority. Reset it with ionice only when the daemon's own
-    // differs from the default (class none, or best-effort 4): an extra exec costs ~3 ms a start.
-    const ionice = find("ionice");
-    if (!ionice) return;
+    this.#ionice = find("ionice");
+  }
+
+  /**
+   * Children inherit the daemon's I/O priority. Reset it with ionice only when the daemon's own
+   * differs from the default (class none, or best-effort 4): an extra exec costs ~3 ms a start.
+   * Settles (never rejects) once decided, failed or cut short by disposal.
+   */
+  #ioniceCheck(): Promise<void> {
+    const ionice = this.#ionice;
     const { signal } = this.#probe;
-    execFile(ionice, ["-p", String(process.pid)], { timeout: 5_000, signal }, (err, stdout) => {
-      if (err || signal.aborted || /^(none: prio \d+|best-effort: prio 4)\s*$/.test(stdout)) return;
-      execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000, signal }, (err2) => {
-        if (!err2) this.#tools = { ...this.#tools, ionice };
+    if (!ionice || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      execFile(ionice, ["-p", String(process.pid)], { timeout: 5_000, signal }, (err, stdout) => {
+        if (err || signal.aborted || /^(none: prio \d+|best-effort: prio 4)\s*$/.test(stdout)) return resolve();
+        execFile(ionice, ["-t", "-c", "2", "-n", "4", "true"], { timeout: 5_000, signal }, (err2) => {
+          if (!err2) this.#tools = { ...this.#tools, ionice };
+          resolve();
+        });
       });
     });
   }
@@ -83,6 +98,8 @@ export class ProcessManager implements AsyncDisposable {
     const exe = isAbsolute(req.cmd) || req.cmd.includes("/") ? resolveRelative(req.cmd, cwd) : findExecutable(req.cmd, env.PATH);
     if (!exe) throw new EnvdError(Code.InvalidArgument, `exec: "${req.cmd}": executable file not found in $PATH`);
     const cgroupProcs = this.#cgroupOf(req.pty ? "pty" : "user");
+    this.#ioniceChecked ??= this.#ioniceCheck();
+    await this.#ioniceChecked;
     const plan = planLaunch(
       {
         cmd: req.cmd,
