@@ -17,7 +17,7 @@ import { readFile } from "node:fs/promises";
 import net from "node:net";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "../log.ts";
-import { type ForwardTarget, forwardTargets, parseProcNetTcp, type TcpSocket } from "./proc-net-tcp.ts";
+import { type ForwardTarget, forwardTargets, parseProcNetTcp, TCP_LISTEN, type TcpSocket } from "./proc-net-tcp.ts";
 
 export const SCAN_INTERVAL_MS = 1_000;
 
@@ -39,10 +39,11 @@ export interface ForwardInfo {
   connections: number;
 }
 
+/** The listening TCP sockets of /proc/net/tcp and tcp6 (all that the forwarder and the port scanner use). */
 export async function readProcNetTcp(): Promise<TcpSocket[]> {
   const read = (path: string) => readFile(path, "latin1").catch(() => "");
   const [v4, v6] = await Promise.all([read("/proc/net/tcp"), read("/proc/net/tcp6")]);
-  return [...parseProcNetTcp(v4, 4), ...parseProcNetTcp(v6, 6)];
+  return [...parseProcNetTcp(v4, 4, TCP_LISTEN), ...parseProcNetTcp(v6, 6, TCP_LISTEN)];
 }
 
 export function interfaceAddresses(): Set<string> {

@@ -22,19 +22,24 @@ export interface TcpSocket {
   inode: number;
 }
 
-/** Parses one /proc/net/tcp{,6} file; malformed lines are skipped. */
-export function parseProcNetTcp(text: string, family: 4 | 6): TcpSocket[] {
+/**
+ * Parses one /proc/net/tcp{,6} file; malformed lines are skipped. With `onlyState`, lines in any
+ * other state are skipped before their addresses are decoded: the forwarder scans every second in
+ * every VM and wants only listeners, while most lines are connections.
+ */
+export function parseProcNetTcp(text: string, family: 4 | 6, onlyState?: number): TcpSocket[] {
   const out: TcpSocket[] = [];
   const lines = text.split("\n");
   for (let i = 1; i < lines.length; i++) {
     const fields = (lines[i] as string).trim().split(/\s+/);
     if (fields.length < 10) continue;
+    const state = Number.parseInt(fields[3] as string, 16);
+    if (onlyState !== undefined && state !== onlyState) continue;
     const local = fields[1] as string;
     const colon = local.indexOf(":");
     if (colon < 0) continue;
     const address = family === 4 ? ipv4FromHex(local.slice(0, colon)) : ipv6FromHex(local.slice(0, colon));
     const port = Number.parseInt(local.slice(colon + 1), 16);
-    const state = Number.parseInt(fields[3] as string, 16);
     const uid = Number(fields[7]);
     const inode = Number(fields[9]);
     if (address === undefined || !Number.isInteger(port) || !Number.isInteger(state)) continue;
