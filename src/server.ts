@@ -43,7 +43,9 @@ export class EnvdServer implements AsyncDisposable {
   readonly #deps: ServerDeps;
   readonly #tcp: net.Server;
   readonly #h1: http.Server;
-  readonly #h2: http2.Http2Server;
+  /** Created when the first HTTP/2 preface arrives: most VMs only ever see HTTP/1.1. */
+  #h2: http2.Http2Server | undefined;
+  readonly #handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
   /** Every open connection: when it was accepted, and (HTTP/1.1) its requests so far and in flight. */
   readonly connections = new Map<Socket, { acceptedAt: number; h2: boolean; requests: number; inFlight: number }>();
   /**
@@ -57,6 +59,7 @@ export class EnvdServer implements AsyncDisposable {
     this.#deps = deps;
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       this.#handle(req, res);
+    this.#handler = handler;
     this.#h1 = http.createServer(
       {
         keepAliveTimeout: 640_000,
@@ -70,7 +73,6 @@ export class EnvdServer implements AsyncDisposable {
     );
     this.#h1.timeout = 0;
     this.#h1.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => this.#upgrade(req, socket, head));
-    this.#h2 = http2.createServer({}, handler);
     this.#tcp = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
   }
 
@@ -158,6 +160,7 @@ export class EnvdServer implements AsyncDisposable {
       if (isH2) {
         // Node's http2 session reads the buffered preface from the socket itself, and resuming
         // would steal it; Bun's http2 reads through the stream and needs the resume.
+        this.#h2 ??= http2.createServer({}, this.#handler);
         this.#h2.emit("connection", socket);
         if (IS_BUN) socket.resume();
       } else {
