@@ -10,9 +10,8 @@
  *     'envd=dist/envd --port {port} --host 127.0.0.1 --isnotfc'
  */
 import { spawn } from "node:child_process";
-import { connect } from "node:http2";
-import { request } from "node:http";
 import { parseArgs } from "node:util";
+import { firstRequests, http1 } from "./lib/first-requests.ts";
 import { freePort, median, memoryOf, sleep } from "./lib/measure.ts";
 
 const { values, positionals } = parseArgs({
@@ -23,61 +22,6 @@ const { values, positionals } = parseArgs({
     first: { type: "boolean", default: false },
   },
 });
-
-function http1(port: number, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path, method, headers, agent: false }, (res) => {
-      res.resume();
-      res.once("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.once("error", () => resolve(0));
-    req.end(body);
-  });
-}
-
-async function timed(fn: () => Promise<number>): Promise<{ ms: number; status: number }> {
-  const a = performance.now();
-  const status = await fn();
-  return { ms: performance.now() - a, status };
-}
-
-const USER = { authorization: `Basic ${Buffer.from("root:").toString("base64")}` };
-
-/** The first request of each kind, in an order where none warms up the next. */
-async function firsts(port: number): Promise<Record<string, { ms: number; status: number }>> {
-  const out: Record<string, { ms: number; status: number }> = {};
-  const connectJson = (svc: string, method: string, msg: unknown) =>
-    http1(port, "POST", `/${svc}/${method}`, { "content-type": "application/json", ...USER }, Buffer.from(JSON.stringify(msg)));
-  out.stat = await timed(() => connectJson("filesystem.Filesystem", "Stat", { path: "/tmp" }));
-  out.list = await timed(() => connectJson("process.Process", "List", {}));
-  out.download = await timed(() => http1(port, "GET", "/files?path=/etc/hostname&username=root"));
-  const boundary = "b0undary";
-  const body = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\nhello\r\n--${boundary}--\r\n`);
-  out.upload = await timed(() =>
-    http1(port, "POST", `/files?path=/tmp/envd-ab-${port}&username=root`, { "content-type": `multipart/form-data; boundary=${boundary}` }, body),
-  );
-  out.h2 = await timed(
-    () =>
-      new Promise<number>((resolve) => {
-        const s = connect(`http://127.0.0.1:${port}`);
-        s.once("error", () => resolve(0));
-        const r = s.request({ ":path": "/health" });
-        r.once("error", () => {
-          s.destroy();
-          resolve(0);
-        });
-        r.once("response", (h) => {
-          r.resume();
-          r.once("end", () => {
-            s.close();
-            resolve(Number(h[":status"]));
-          });
-        });
-        r.end();
-      }),
-  );
-  return out;
-}
 
 async function startOnce(argv: string[], settleMs: number, first: boolean) {
   const port = await freePort();
@@ -96,7 +40,7 @@ async function startOnce(argv: string[], settleMs: number, first: boolean) {
     const ms = performance.now() - a;
     await sleep(settleMs);
     const idle = memoryOf(child.pid as number);
-    const f = first ? await firsts(port) : undefined;
+    const f = first ? await firstRequests(port) : undefined;
     const after = first ? memoryOf(child.pid as number) : undefined;
     return { ms, idle, first: f, after };
   } finally {

@@ -12,6 +12,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
+import { type FirstRequests, firstRequests } from "../lib/first-requests.ts";
 import { freePort, median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
 
 const BARE = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-health.ts");
@@ -30,8 +31,14 @@ function healthy(port: number): Promise<boolean> {
   });
 }
 
-/** One start: spawn, poll /health until 2xx, optionally read the idle RSS, SIGTERM. */
-async function startOnce(argv: string[], idleSettleMs: number | undefined): Promise<{ ms: number; idle: Memory | undefined }> {
+/**
+ * One start: spawn, poll /health until 2xx, optionally read the idle RSS, time the first request
+ * of each kind (bench/lib/first-requests.ts), SIGTERM.
+ */
+async function startOnce(
+  argv: string[],
+  idleSettleMs: number | undefined,
+): Promise<{ ms: number; idle: Memory | undefined; first: FirstRequests }> {
   const port = await freePort();
   const args = argv.slice(1).map((x) => x.replace("{port}", String(port)));
   const a = performance.now();
@@ -50,7 +57,8 @@ async function startOnce(argv: string[], idleSettleMs: number | undefined): Prom
       await sleep(idleSettleMs);
       idle = memoryOf(child.pid as number);
     }
-    return { ms, idle };
+    const first = await firstRequests(port);
+    return { ms, idle, first };
   } finally {
     child.kill("SIGTERM");
     await exited;
@@ -62,17 +70,29 @@ export interface Startup {
   runsMs: number[];
   /** RSS of the first start, `idleSettleMs` after /health answered. */
   idle: Memory;
+  /**
+   * The first request of each kind after each start (the first start after its RSS reading, the
+   * others right after /health): per kind the median ms, and every status seen. The bare server
+   * answers 204 to all.
+   */
+  first: Record<string, { ms: number; statuses: number[] }>;
 }
 
 async function measure(argv: string[], n: number, idleSettleMs: number): Promise<Startup> {
   const runsMs: number[] = [];
   let idle: Memory | undefined;
+  const firsts: FirstRequests[] = [];
   for (let i = 0; i < n; i++) {
     const r = await startOnce(argv, i === 0 ? idleSettleMs : undefined);
     runsMs.push(r.ms);
     idle ??= r.idle;
+    firsts.push(r.first);
   }
-  return { medianMs: median(runsMs), runsMs, idle: idle as Memory };
+  const kinds = Object.keys(firsts[0] ?? {});
+  const first = Object.fromEntries(
+    kinds.map((k) => [k, { ms: median(firsts.map((f) => f[k]?.ms ?? Number.NaN)), statuses: [...new Set(firsts.map((f) => f[k]?.status ?? 0))] }]),
+  );
+  return { medianMs: median(runsMs), runsMs, idle: idle as Memory, first };
 }
 
 const runtimeBin = (runtime: Runtime) => join(ROOT, "node_modules", ".bin", runtime);
