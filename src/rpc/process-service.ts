@@ -184,6 +184,9 @@ function offsetsOf(o: { stdout: bigint; stderr: bigint; pty: bigint }): OutputOf
  */
 const BINARY_EVENT_MAX_BYTES = (1 << 20) - 64;
 
+/** A wake that brings this much output at once (a full 64 KiB pipe read) waits one event-loop turn. */
+const BURST_READ_BYTES = 64 << 10;
+
 /** gRPC, gRPC-Web and Connect with protobuf: not JSON. */
 function isBinaryCodec(headers: Headers): boolean {
   const type = headers.get("content-type") ?? "";
@@ -219,8 +222,14 @@ async function* streamEvents<D extends typeof StartResponseSchema | typeof Conne
       yield { event: { event: { case: "end", value: endOf(item.end) } } };
       return;
     }
-    if ((await waitReady(sub.ready(), keepaliveMs, ctx.signal)) === "timeout") {
+    const woke = await waitReady(sub.ready(), keepaliveMs, ctx.signal);
+    if (woke === "timeout") {
       yield { event: { event: { case: "keepalive", value: {} } } };
+    } else if (sub.queuedBytes >= BURST_READ_BYTES) {
+      // A full pipe read means more is waiting in the pipe: let the runtime finish this turn's
+      // reads (Node reads up to 32 × 64 KiB per poll, and runs us after each) and send them as
+      // one event. Smaller output (interactive, PTYs) goes out at once.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }
