@@ -11,9 +11,22 @@
  *   flow control. Disposing it tells the fanout it left.
  */
 import type { EnvdError } from "../errors.ts";
-import type { OutputChunk, OutputEntry, OutputOffsets } from "./output-history.ts";
+import type { OutputChunk, OutputEntry, OutputOffsets, OutputStream } from "./output-history.ts";
 
 export type FanoutItem<E> = { kind: "data"; chunk: OutputChunk } | { kind: "end"; end: E };
+
+/** A data item as views into the log, not yet joined: an encoder can copy them once, into its message. */
+export interface OutputParts {
+  stream: OutputStream;
+  /** Position of the first byte of `parts[0]` in its stream. */
+  offset: number;
+  /** Contiguous bytes of `stream`, in order (views into the log; never modified afterwards). */
+  parts: Buffer[];
+  /** Bytes in `parts`, all together. */
+  size: number;
+}
+
+export type FanoutPartsItem<E> = { kind: "data"; chunk: OutputParts } | { kind: "end"; end: E };
 
 /**
  * What a reader took in its last this-many bytes stays retained while it is connected (and after it
@@ -100,12 +113,22 @@ export class Subscription<E> implements Disposable {
    * of one stream from the cursor, up to the fanout's maxEventBytes. Throws the detach error.
    */
   take(): FanoutItem<E> | undefined {
+    const item = this.takeParts();
+    if (item?.kind !== "data") return item;
+    const { stream, offset, parts, size } = item.chunk;
+    return { kind: "data", chunk: { stream, offset, data: parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size) } };
+  }
+
+  /**
+   * As `take()`, with the data left as views into the log (no copy), and at most `maxBytes`
+   * (default: the fanout's maxEventBytes) in one item.
+   */
+  takeParts(maxBytes?: number): FanoutPartsItem<E> | undefined {
     if (this.#disposed) return undefined;
     if (this.#failure) throw this.#failure;
     const f = this.#fanout;
-    const max = f.limits.maxEventBytes;
-    let first: OutputChunk | undefined;
-    let parts: Buffer[] | undefined;
+    const max = Math.max(1, Math.min(maxBytes ?? f.limits.maxEventBytes, f.limits.maxEventBytes));
+    let first: OutputParts | undefined;
     let firstSeq = this._seq;
     let size = 0;
     for (;;) {
@@ -128,19 +151,17 @@ export class Subscription<E> implements Disposable {
       const n = Math.min(e.len - this.#pos, max - size);
       const view = e.buf.subarray(this.#pos, this.#pos + n);
       if (!first) {
-        first = { stream: e.stream, offset: e.offset + this.#pos, data: view };
+        first = { stream: e.stream, offset: e.offset + this.#pos, parts: [view], size: 0 };
         firstSeq = this._seq;
-      }
-      else {
-        parts ??= [first.data];
-        parts.push(view);
+      } else {
+        first.parts.push(view);
       }
       size += n;
       this.#pos += n;
       this.#consumed += n;
     }
     if (first) {
-      if (parts) first.data = Buffer.concat(parts, size);
+      first.size = size;
       this.#taken.push({ seq: firstSeq, end: this.#consumed });
       while (this.#taken.length > 1 && (this.#taken[1] as { end: number }).end < this.#consumed - IN_FLIGHT_BYTES) this.#taken.shift();
       this.lastProgressAt = Date.now();

@@ -1,12 +1,15 @@
 /**
  * Process service: validate the request, call the domain, build messages. No process logic here.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { abortError, Code, EnvdError } from "../errors.ts";
 import {
+  ConnectResponseSchema,
   type Process,
   type ProcessEventSchema,
+  StartResponseSchema,
   type ProcessSelector,
   Signal,
 } from "../gen/process/process_pb.js";
@@ -21,6 +24,7 @@ import type { UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { usernameFromAuthorization } from "../users/request-user.ts";
 import { startRequestOf } from "../process/start-request.ts";
+import { encodeDataEventField } from "./data-event-wire.ts";
 import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>;
@@ -59,13 +63,13 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
       const handle = await processes.start(startRequestOf(req, user, ctx.timeoutMs())).catch((err: unknown) => {
         throw ctx.signal.aborted ? abortError(ctx.signal, "process not started") : err;
       });
-      yield* streamEvents(handle.subscribe(false), handle.pid, ctx);
+      yield* streamEvents(handle.subscribe(false), handle.pid, ctx, StartResponseSchema);
     },
 
     async *connect(req, ctx) {
       const handle = table.find(selectorOf(req.process));
       const from = req.resumeFrom ? offsetsOf(req.resumeFrom) : undefined;
-      yield* streamEvents(handle.subscribe(true, from), handle.pid, ctx);
+      yield* streamEvents(handle.subscribe(true, from), handle.pid, ctx, ConnectResponseSchema);
     },
 
     update(req) {
@@ -174,21 +178,43 @@ function offsetsOf(o: { stdout: bigint; stderr: bigint; pty: bigint }): OutputOf
   return { stdout: n(o.stdout, "stdout"), stderr: n(o.stderr, "stderr"), pty: n(o.pty, "pty") };
 }
 
+/**
+ * Data events of the binary codecs are at most this big: what protobuf-es then allocates for the
+ * message (the next power of two of its size) stays 1 MiB.
+ */
+const BINARY_EVENT_MAX_BYTES = (1 << 20) - 64;
+
+/** A wake that brings this much output at once (a full 64 KiB pipe read) waits one event-loop turn. */
+const BURST_READ_BYTES = 64 << 10;
+
+/** gRPC, gRPC-Web and Connect with protobuf: not JSON. */
+function isBinaryCodec(headers: Headers): boolean {
+  const type = headers.get("content-type") ?? "";
+  return !/json/i.test(type);
+}
+
 /** start → data… (and keepalives) → end, from one subscription; leaves the process alone on exit. */
-async function* streamEvents(
+async function* streamEvents<D extends typeof StartResponseSchema | typeof ConnectResponseSchema>(
   subscription: Subscription<ExitStatus>,
   pid: number,
   ctx: HandlerContext,
-): AsyncGenerator<{ event: EventInit }> {
+  schema: D,
+): AsyncGenerator<{ event: EventInit } | MessageShape<D>> {
   using sub = subscription;
   const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
+  const binary = isBinaryCodec(ctx.requestHeader);
   const at = sub.offsets;
   const offsets = { stdout: BigInt(at.stdout), stderr: BigInt(at.stderr), pty: BigInt(at.pty) };
   yield { event: { event: { case: "start", value: { pid, offsets } } } };
   for (;;) {
-    const item = sub.take();
+    const item = sub.takeParts(binary ? BINARY_EVENT_MAX_BYTES : undefined);
     if (item?.kind === "data") {
-      const { stream, data, offset } = item.chunk;
+      const { stream, parts, size, offset } = item.chunk;
+      if (binary) {
+        yield preEncoded(schema, encodeDataEventField(stream, offset, parts, size));
+        continue;
+      }
+      const data = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size);
       yield { event: { event: { case: "data", value: { output: { case: stream, value: data }, offset: BigInt(offset) } } } };
       continue;
     }
@@ -196,10 +222,23 @@ async function* streamEvents(
       yield { event: { event: { case: "end", value: endOf(item.end) } } };
       return;
     }
-    if ((await waitReady(sub.ready(), keepaliveMs, ctx.signal)) === "timeout") {
+    const woke = await waitReady(sub.ready(), keepaliveMs, ctx.signal);
+    if (woke === "timeout") {
       yield { event: { event: { case: "keepalive", value: {} } } };
+    } else if (sub.queuedBytes >= BURST_READ_BYTES) {
+      // A full pipe read means more is waiting in the pipe: let the runtime finish this turn's
+      // reads (Node reads up to 32 × 64 KiB per poll, and runs us after each) and send them as
+      // one event. Smaller output (interactive, PTYs) goes out at once.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
+}
+
+/** A response whose field 1 (the event) is already encoded: protobuf-es writes it as is. */
+function preEncoded<D extends DescMessage>(schema: D, eventField: Uint8Array): MessageShape<D> {
+  const msg = create(schema);
+  msg.$unknown = [{ no: 1, wireType: WireType.LengthDelimited, data: eventField }];
+  return msg;
 }
 
 function endOf(s: ExitStatus) {
