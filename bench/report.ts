@@ -9,6 +9,7 @@ import type { PeerMemory } from "./figures/memory.ts";
 import type { SpawnFloor } from "./figures/round-trip.ts";
 import type { Startup } from "./figures/startup.ts";
 import type { Sizes } from "./sizes.ts";
+import type { FuzzBurst } from "./figures/fuzz-burst.ts";
 import type { ScpResult, TransferFloor } from "./figures/transfer.ts";
 
 export interface Floors {
@@ -345,4 +346,26 @@ export function formatTable(rows: Row[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/** Memory after abuse: RSS `restMs` after 10,000 malformed requests (bench/figures/fuzz-burst.ts). */
+export function fuzzRow(fuzz: Partial<Record<Runtime, FuzzBurst | Unavailable>>): Row {
+  const cell = (f: FuzzBurst | Unavailable | undefined): Cell => {
+    if (!f) return NOT_APPLICABLE;
+    if (isUnavailable(f)) return unavailableCell(f);
+    return {
+      value: `${f.afterRestRssMiB.toFixed(1)} (right after ${f.afterBurstRssMiB.toFixed(1)}; after a 2nd burst ${f.afterSecondRestRssMiB.toFixed(1)})`,
+      ratio: `${f.ratio.toFixed(2)}× idle ${f.idleRssMiB.toFixed(1)}`,
+      met: f.ratio <= 1.5,
+    };
+  };
+  const rest = Object.values(fuzz).find((f) => f && !isUnavailable(f)) as FuzzBurst | undefined;
+  return {
+    figure: `RSS ${rest ? rest.restMs / 1000 : 60} s after ${rest?.requests ?? 10_000} malformed requests (MiB)`,
+    floor: "idle RSS",
+    peer: "—",
+    target: "≤ 1.5× idle",
+    bun: cell(fuzz.bun),
+    node: cell(fuzz.node),
+  };
 }

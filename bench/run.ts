@@ -25,7 +25,7 @@ import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts"
 import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
 import { type FuzzBurst, measureFuzzBurst } from "./figures/fuzz-burst.ts";
 import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
-import { buildRows, type Floors, formatTable, type Peer, type Results } from "./report.ts";
+import { buildRows, type Floors, formatTable, fuzzRow, type Peer, type Results } from "./report.ts";
 import { FULL, type Sizes, SMOKE } from "./sizes.ts";
 import { sleep } from "./lib/measure.ts";
 
@@ -111,7 +111,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     }
 
     // Memory after abuse (bench/figures/fuzz-burst.ts): idle, after 10,000 malformed requests, 60 s later.
-    const fuzzBurst: Record<string, FuzzBurst | Unavailable> = {};
+    const fuzzBurst: Partial<Record<Runtime, FuzzBurst | Unavailable>> = {};
     for (const rt of runtimes) {
       log(`${rt}: fuzz burst`);
       fuzzBurst[rt] = await measureFuzzBurst(rt, values.smoke ? { requests: 200, restMs: 1_000 } : { requests: 10_000, restMs: 60_000 }).catch((err: unknown) => {
@@ -134,7 +134,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     }
 
     const results: Results = { sizes, floors, peer, ours, binary };
-    const rows = buildRows(results);
+    const rows = [...buildRows(results), fuzzRow(fuzzBurst)];
     const table = formatTable(rows);
     const m = meta.machine;
     process.stdout.write(
