@@ -7,11 +7,12 @@
 import type { RouteHandler } from "./router.ts";
 import type { UpgradeHandler } from "./upgrade-router.ts";
 
-export function lazyRoute(load: () => Promise<RouteHandler>): RouteHandler {
-  let handler: Promise<RouteHandler> | undefined;
+/** A handler (ctx) → result loaded once; a failed load is forgotten so the next call tries again. */
+function lazy<C>(load: () => Promise<(ctx: C) => unknown>): (ctx: C) => Promise<void> {
+  let handler: Promise<(ctx: C) => unknown> | undefined;
   return async (ctx) => {
     handler ??= load();
-    let h: RouteHandler;
+    let h: (ctx: C) => unknown;
     try {
       h = await handler;
     } catch (err) {
@@ -22,18 +23,11 @@ export function lazyRoute(load: () => Promise<RouteHandler>): RouteHandler {
   };
 }
 
+export function lazyRoute(load: () => Promise<RouteHandler>): RouteHandler {
+  return lazy(load);
+}
+
 /** The same for a WebSocket upgrade route. */
 export function lazyUpgrade(load: () => Promise<UpgradeHandler>): UpgradeHandler {
-  let handler: Promise<UpgradeHandler> | undefined;
-  return async (ctx) => {
-    handler ??= load();
-    let h: UpgradeHandler;
-    try {
-      h = await handler;
-    } catch (err) {
-      handler = undefined;
-      throw err;
-    }
-    await Promise.resolve(h(ctx));
-  };
+  return lazy(load);
 }
