@@ -201,6 +201,11 @@ async function* streamEvents<D extends typeof StartResponseSchema | typeof Conne
   schema: D,
 ): AsyncGenerator<{ event: EventInit } | MessageShape<D>> {
   using sub = subscription;
+  // The client leaving lets go of its place in the output at once, also while this generator is
+  // parked in a write that backpressure holds: a departed reader must not keep the child paused.
+  const release = () => sub[Symbol.dispose]();
+  ctx.signal.addEventListener("abort", release, { once: true });
+  using _ = { [Symbol.dispose]: () => ctx.signal.removeEventListener("abort", release) };
   const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
   const binary = isBinaryCodec(ctx.requestHeader);
   const at = sub.offsets;
