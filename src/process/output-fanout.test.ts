@@ -306,3 +306,22 @@ test("a subscriber that leaves after the process ended keeps its position retain
     399_000,
   );
 });
+
+test("a resume at the end of what was produced does not pause the source (its skipped bytes are not a backlog)", () => {
+  // Found in CI: the departed reader had paused the child; the resumed one, counted as far behind
+  // until its cursor skipped to the resume position, paused it again and then had nothing to take,
+  // so nothing re-evaluated the pause and the stream stalled until the 60 s detach.
+  const f = new OutputFanout<string>({ historyBytes: 1 << 20, highWaterBytes: 64 << 10, lowWaterBytes: 16 << 10, hardCapBytes: 8 << 20 });
+  const { calls, control } = flow();
+  f.setFlowControl(control);
+  const old = f.subscribe({ replay: false });
+  for (let i = 0; i < 8; i++) f.push("stdout", Buffer.alloc(32 << 10, i)); // 256 KiB, not read
+  assert.deepEqual(calls, ["pause"]);
+  // The client received all of it, then the connection dropped and it resumes from the end.
+  while (old.take()?.kind === "data") {}
+  old[Symbol.dispose]();
+  const back = f.subscribe({ replay: true, from: { stdout: 256 << 10, stderr: 0, pty: 0 } });
+  assert.equal(back.queuedBytes, 0);
+  assert.equal(f.paused, false, `the source is left ${f.paused ? "paused" : "running"} (${calls.join(", ")})`);
+  assert.equal(back.take(), undefined);
+});

@@ -93,6 +93,9 @@ export class Subscription<E> implements Disposable {
   /** How far behind the end of the output this reader is: bytes plus a per-entry overhead. */
   get queuedBytes(): number {
     if (this.#failure || this.#disposed) return 0;
+    // Bytes below a resume position are not a backlog: move past them first (a resumed reader
+    // counted as far behind paused the source, then had nothing to take, and nothing lifted it).
+    this.#skip();
     const entriesBehind = Math.max(0, this.#fanout._lastSeq - this._seq);
     return this.#fanout._total - this.#consumed + entriesBehind * this.#fanout.limits.entryOverheadBytes;
   }
