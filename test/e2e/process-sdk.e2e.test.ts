@@ -92,8 +92,10 @@ describe("Process service through the e2b SDK", () => {
         const pty = await sbx.pty.create({ cols: 80, rows: 24, user: TEST_USER as never, onData: () => {} });
         const procs = await sbx.commands.list();
         assert.ok(procs.some((p) => p.pid === pty.pid));
-        const owner = execFileSync("ps", ["-o", "user=", "-p", String(pty.pid)]).toString().trim();
-        assert.equal(owner, TEST_USER);
+        // The pid is the launch wrapper's until it execs setpriv and the shell: under load `ps` can
+        // still see it as root for a moment, so wait for the switch (it must happen, and stay).
+        const owner = () => execFileSync("ps", ["-o", "user=", "-p", String(pty.pid)]).toString().trim();
+        await eventually(() => owner() === TEST_USER, `the PTY's process to run as ${TEST_USER} (now ${owner()})`);
         await sbx.pty.kill(pty.pid);
         // a command as the user cannot read root's files
         await assert.rejects(sbx.commands.run("cat /root/.bashrc /etc/shadow", { user: TEST_USER as never }), /exit status 1/);
