@@ -110,12 +110,7 @@ export class PortScanner implements AsyncDisposable {
     if (!this.#timer) return this.scanned();
     await this.#scanning; // one in flight may have read the tables before this call
     if (!this.#timer) return;
-    this.#scanning ??= this.#scan()
-      .catch(() => {})
-      .finally(() => {
-        this.#scanning = undefined;
-      });
-    await this.#scanning;
+    await this.#startScan();
   }
 
   /** Loop registry: scanning may run again (when subscribed). Idempotent. */
@@ -139,16 +134,21 @@ export class PortScanner implements AsyncDisposable {
   #ensureRunning(): void {
     if (this.#timer || this.#paused || this.#subscribers.size === 0) return;
     const tick = () => {
-      if (this.#scanning !== undefined) return;
-      this.#scanning = this.#scan()
-        .catch(() => {})
-        .finally(() => {
-          this.#scanning = undefined;
-        });
+      if (this.#scanning === undefined) void this.#startScan();
     };
     this.#timer = setInterval(tick, this.#intervalMs);
     this.#timer.unref();
     tick();
+  }
+
+  /** The scan in flight, or a new one: never two at once. */
+  #startScan(): Promise<void> {
+    this.#scanning ??= this.#scan()
+      .catch(() => {})
+      .finally(() => {
+        this.#scanning = undefined;
+      });
+    return this.#scanning;
   }
 
   /** Stops the timer; the last listing stays, so after a snapshot the first scan reports what changed meanwhile. */

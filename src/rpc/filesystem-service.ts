@@ -32,7 +32,7 @@ import type { User, UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
 import { checkResponseSize, MAX_RESPONSE_MESSAGE_BYTES } from "./message-cap.ts";
 import { usernameFromAuthorization } from "../users/request-user.ts";
-import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
+import { keepaliveMsOf, releaseOnAbort, waitReady } from "./stream-pump.ts";
 
 type EntryInit = MessageInitShape<typeof EntryInfoSchema>;
 type EventInit = MessageInitShape<typeof FilesystemEventSchema>;
@@ -139,9 +139,7 @@ export function createFilesystemService(deps: FilesystemServiceDeps): ServiceImp
       using watcher = await startWatcher(req, user);
       // The client leaving releases the watch at once, also while this generator is parked in a
       // write that backpressure holds (a reader that stopped reading, then went away).
-      const release = () => watcher.close();
-      ctx.signal.addEventListener("abort", release, { once: true });
-      using _ = { [Symbol.dispose]: () => ctx.signal.removeEventListener("abort", release) };
+      using _released = releaseOnAbort(ctx.signal, () => watcher.close());
       const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
       yield { event: { case: "start", value: {} } };
       for (;;) {

@@ -25,7 +25,7 @@ import type { Session } from "../session.ts";
 import { usernameFromAuthorization } from "../users/request-user.ts";
 import { startRequestOf } from "../process/start-request.ts";
 import { encodeDataEventField } from "./data-event-wire.ts";
-import { keepaliveMsOf, waitReady } from "./stream-pump.ts";
+import { keepaliveMsOf, releaseOnAbort, waitReady } from "./stream-pump.ts";
 
 type EventInit = MessageInitShape<typeof ProcessEventSchema>;
 
@@ -203,9 +203,7 @@ async function* streamEvents<D extends typeof StartResponseSchema | typeof Conne
   using sub = subscription;
   // The client leaving lets go of its place in the output at once, also while this generator is
   // parked in a write that backpressure holds: a departed reader must not keep the child paused.
-  const release = () => sub[Symbol.dispose]();
-  ctx.signal.addEventListener("abort", release, { once: true });
-  using _ = { [Symbol.dispose]: () => ctx.signal.removeEventListener("abort", release) };
+  using _released = releaseOnAbort(ctx.signal, () => sub[Symbol.dispose]());
   const keepaliveMs = keepaliveMsOf(ctx.requestHeader);
   const binary = isBinaryCodec(ctx.requestHeader);
   const at = sub.offsets;

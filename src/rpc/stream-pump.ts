@@ -37,6 +37,15 @@ export function waitReady(ready: Promise<void>, ms: number, signal: AbortSignal)
   });
 }
 
+/**
+ * Runs `release` when the client leaves, also while the stream's generator is parked in a write
+ * that backpressure holds (it would otherwise only notice at its next step). Dispose to stop.
+ */
+export function releaseOnAbort(signal: AbortSignal, release: () => void): Disposable {
+  signal.addEventListener("abort", release, { once: true });
+  return { [Symbol.dispose]: () => signal.removeEventListener("abort", release) };
+}
+
 function abortError(signal: AbortSignal): ConnectError {
   return signal.reason instanceof ConnectError
     ? signal.reason
