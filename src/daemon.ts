@@ -40,6 +40,9 @@ import { protectDaemonFromOom } from "./upkeep/oom-score.ts";
 import { flavorNames, internalEnvNames } from "./control/vm-config.ts";
 import { VolumeMounter } from "./control/volume-mounts.ts";
 
+/** How long after listening the background loops start (see build()). */
+const LOOPS_START_DELAY_MS = 100;
+
 type RpcHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
 export interface Daemon extends AsyncDisposable {
@@ -168,7 +171,6 @@ async function build(
   if (!config.isNotFc) metadata.start();
   const disks = new PhysicalDisks(config.vm.sysBlockDir);
   const cpu = store.add(new CpuSampler({ readIo: () => readIoCounters(disks) }));
-  cpu.start();
   // /memory/preload's walk (a worker thread) and /volumes (Wrenn's host, both flavors).
   const preloader = store.add(new MemoryPreloader({ log: vmLog, startWalk: workerWalk(config.vm.memory) }));
   const volumes = new BlockVolumes({
@@ -179,7 +181,6 @@ async function build(
   });
   // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
   const heap = store.add(new HeapTrimmer({ log: log.child({ component: "heap" }) }));
-  heap.start();
 
   const setClock = createClockSetter(config.vm.clockCommand, path);
   // Snapshot/restore, port forwarding, reclaim, freeze; it stops the loops it was given on a snapshot.
@@ -246,6 +247,18 @@ async function build(
   addUpgradeRoutes(upgrades, routeDeps);
 
   const address = await server.listen(config.port, config.host);
+  // The background loops start a moment after the daemon serves: the host polls /health right
+  // after boot, and the first port scan and samples would otherwise be in its way (they made the
+  // start until /health ~8 ms longer). A snapshot taken before then leaves them stopped (the
+  // restore starts them).
+  const loopsStart = setTimeout(() => {
+    if (vm.loops.quiesced) return;
+    cpu.start();
+    heap.start();
+    vm.startLoops();
+  }, LOOPS_START_DELAY_MS);
+  loopsStart.unref();
+  store.add(toDisposable(() => clearTimeout(loopsStart)));
   // Disposed first: no new connections while everything else winds down.
   store.add(toDisposable(() => void server.stopAccepting()));
   if (config.cmd !== undefined && config.cmd !== "") {

@@ -4,7 +4,7 @@
  * router. Connections are tracked so shutdown and snapshot/restore can close them.
  */
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import type { Http2Server, Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
 import type { Flavor } from "./control/vm-config.ts";
 import type { Logger } from "./log.ts";
@@ -44,7 +44,8 @@ export class EnvdServer implements AsyncDisposable {
   readonly #tcp: net.Server;
   readonly #h1: http.Server;
   /** Created when the first HTTP/2 preface arrives: most VMs only ever see HTTP/1.1. */
-  #h2: http2.Http2Server | undefined;
+  /** The HTTP/2 server, created (and node:http2 imported) when the first preface arrives. */
+  #h2: Promise<Http2Server> | undefined;
   readonly #handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
   /** Every open connection: when it was accepted, and (HTTP/1.1) its requests so far and in flight. */
   readonly connections = new Map<Socket, { acceptedAt: number; h2: boolean; requests: number; inFlight: number }>();
@@ -160,9 +161,21 @@ export class EnvdServer implements AsyncDisposable {
       if (isH2) {
         // Node's http2 session reads the buffered preface from the socket itself, and resuming
         // would steal it; Bun's http2 reads through the stream and needs the resume.
-        this.#h2 ??= http2.createServer({}, this.#handler);
-        this.#h2.emit("connection", socket);
-        if (IS_BUN) socket.resume();
+        // node:http2 is imported on the first HTTP/2 connection: on Bun it costs ~1.5 ms of every
+        // start, and the SDKs and the host speak HTTP/1.1.
+        this.#h2 ??= import("node:http2").then((http2) => http2.createServer({}, this.#handler));
+        this.#h2.then(
+          (h2) => {
+            if (socket.destroyed) return;
+            h2.emit("connection", socket);
+            if (IS_BUN) socket.resume();
+          },
+          (err: unknown) => {
+            this.#h2 = undefined;
+            this.#deps.log.error("cannot load HTTP/2", { err: String(err) });
+            socket.destroy();
+          },
+        );
       } else {
         this.#h1.emit("connection", socket);
         socket.resume();

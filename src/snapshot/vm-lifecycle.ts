@@ -34,6 +34,11 @@ export interface VmLifecycle extends AsyncDisposable {
   onInit(): void;
   /** A new lifecycle (/init lifecycle_id): port forwarding starts over (not while quiesced). */
   restartPortForwarding(): Promise<void>;
+  /**
+   * Starts port forwarding and the page-cache reclaimer (not while quiesced). The daemon calls it
+   * once it serves, so the host's first /health does not wait for the first port scan.
+   */
+  startLoops(): void;
 }
 
 export interface VmLifecycleOptions {
@@ -85,8 +90,6 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     },
     fsFreezePath: lc.fsFreezePath, path });
 
-  ports.start();
-  reclaimer.start();
   snapshot.startClockWatch();
 
   return {
@@ -101,6 +104,11 @@ export function createVmLifecycle(opts: VmLifecycleOptions): VmLifecycle {
     onInit() {
       freezer.thawForInit();
       void snapshot.onHostContact("init");
+    },
+    startLoops() {
+      if (loops.quiesced) return;
+      ports.start();
+      reclaimer.start();
     },
     async restartPortForwarding() {
       if (loops.quiesced) return;
