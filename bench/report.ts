@@ -135,11 +135,11 @@ export function buildRows(r: Results): Row[] {
   const compiledBare = isUnavailable(r.binary) ? undefined : r.binary.bare;
   const compiledFloor = (f: (s: Startup) => number) => (compiledBare ? `bare server, compiled: ${f1(f(compiledBare))}` : "—");
   rows.push(
-    binaryRow("idle RSS after start, compiled binary (MiB)", compiledFloor((b) => b.idle.rssMiB), sshdIdle, "≤ 35 MB and ≤ 1.3× bare compiled", r.binary, (b) => {
+    binaryRow("idle RSS after start, compiled binary (MiB; started with a cold page cache, as a VM boots)", compiledFloor((b) => b.idle.rssMiB), sshdIdle, "≤ 35 MB and ≤ 1.3× bare compiled", r.binary, (b) => {
       const m = b.startup.idle;
       const vsBare = b.bare ? m.rssMiB / b.bare.idle.rssMiB : undefined;
       return {
-        value: `${f1(m.rssMiB)} (anon ${f1(m.anonMiB)})`,
+        value: `${f1(m.rssMiB)} (anon ${f1(m.anonMiB)})${b.startup.coldCache ? "" : "; page cache not dropped (not root)"}`,
         ratio: [vsBare !== undefined ? `${times(vsBare)} bare` : "", peer ? `${times(m.rssMiB / peer.memory.idleRssMiB)} sshd` : ""].filter(Boolean).join("; "),
         met: m.rssMiB <= 35 && (vsBare === undefined || vsBare <= 1.3),
       };

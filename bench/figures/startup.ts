@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
 import { type FirstRequests, firstRequests } from "../lib/first-requests.ts";
-import { freePort, median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
+import { dropPageCache, freePort, median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
 
 const BARE = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-health.ts");
 const MAIN = join(ROOT, "src", "main.ts");
@@ -68,8 +68,15 @@ async function startOnce(
 export interface Startup {
   medianMs: number;
   runsMs: number[];
-  /** RSS of the first start, `idleSettleMs` after /health answered. */
+  /**
+   * RSS `idleSettleMs` after /health answered, of an extra start (not timed) made with a cold page
+   * cache, as a VM boots: how much of the binary's file-backed pages a process maps depends on the
+   * page cache's folios, which a freshly written binary has in other sizes than one read from disk
+   * (±3 MiB between builds of the same source, warm).
+   */
   idle: Memory;
+  /** Whether the page cache could be dropped for that start (root). */
+  coldCache: boolean;
   /**
    * The first request of each kind after each start (the first start after its RSS reading, the
    * others right after /health): per kind the median ms, and every status seen. The bare server
@@ -80,19 +87,19 @@ export interface Startup {
 
 async function measure(argv: string[], n: number, idleSettleMs: number): Promise<Startup> {
   const runsMs: number[] = [];
-  let idle: Memory | undefined;
   const firsts: FirstRequests[] = [];
+  const coldCache = dropPageCache();
+  const { idle } = await startOnce(argv, idleSettleMs);
   for (let i = 0; i < n; i++) {
-    const r = await startOnce(argv, i === 0 ? idleSettleMs : undefined);
+    const r = await startOnce(argv, undefined);
     runsMs.push(r.ms);
-    idle ??= r.idle;
     firsts.push(r.first);
   }
   const kinds = Object.keys(firsts[0] ?? {});
   const first = Object.fromEntries(
     kinds.map((k) => [k, { ms: median(firsts.map((f) => f[k]?.ms ?? Number.NaN)), statuses: [...new Set(firsts.map((f) => f[k]?.status ?? 0))] }]),
   );
-  return { medianMs: median(runsMs), runsMs, idle: idle as Memory, first };
+  return { medianMs: median(runsMs), runsMs, idle: idle as Memory, coldCache, first };
 }
 
 const runtimeBin = (runtime: Runtime) => join(ROOT, "node_modules", ".bin", runtime);

@@ -3,7 +3,7 @@
  * RSS sampler, percentiles, and a timer for loops of child processes.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 export const MiB = 1024 * 1024;
@@ -103,6 +103,17 @@ export function percentiles(samples: number[]): Percentiles {
 
 export function median(samples: number[]): number {
   return percentiles(samples).p50;
+}
+
+/** Writes dirty pages back and drops the page cache (root only); false when it could not. */
+export function dropPageCache(): boolean {
+  try {
+    spawnSync("sync");
+    writeFileSync("/proc/sys/vm/drop_caches", "3");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
