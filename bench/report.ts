@@ -10,13 +10,15 @@ import type { SpawnFloor } from "./figures/round-trip.ts";
 import type { Startup } from "./figures/startup.ts";
 import type { Sizes } from "./sizes.ts";
 import type { FuzzBurst } from "./figures/fuzz-burst.ts";
-import type { ScpResult, TransferFloor } from "./figures/transfer.ts";
+import type { ScpResult, SdkBareTransfer, TransferFloor } from "./figures/transfer.ts";
 
 export interface Floors {
   spawn: SpawnFloor;
   pipeMBps: number;
   transfer: TransferFloor;
   bareStart: Partial<Record<Runtime, Startup>>;
+  /** The e2b SDK against a bare /files served by each runtime (bench/lib/bare-files.ts). */
+  sdkBare?: Partial<Record<Runtime, SdkBareTransfer | Unavailable>>;
 }
 
 export interface Peer {
@@ -265,10 +267,12 @@ export function buildRows(r: Results): Row[] {
   for (const dir of ["upload", "download"] as const) {
     rows.push(
       row(`${file} ${dir} over /files (MB/s; SDK)`, floorText, peerText((p) => `${mbps(p.scp[`${dir}MBps`])} scp`), "≥ 60 % of floor, faster than scp", ours, (run) => {
-        const v = need(run.transfer)[`${dir}MBps`];
+        const t = need(run.transfer);
+        const v = t[`${dir}MBps`];
+        const clientCpu = t.clientCpuPerGiB?.[dir];
         return {
           value: mbps(v),
-          ratio: `${pct(v / transferFloor)} floor`,
+          ratio: `${pct(v / transferFloor)} floor${clientCpu !== undefined ? `; client CPU s/GiB ${f1(clientCpu)}` : ""}`,
           met: v >= 0.6 * transferFloor && (peer ? v > peer.scp[`${dir}MBps`] : true),
         };
       }),
@@ -278,6 +282,18 @@ export function buildRows(r: Results): Row[] {
     row(`${file} over /files with curl, up / down (MB/s; diagnostic)`, floorText, peerText((p) => `${mbps(p.scp.uploadMBps)} / ${mbps(p.scp.downloadMBps)} scp`), "(the daemon without the SDK)", ours, (run) => {
       const c = need(need(run.transfer).curl);
       return { value: `${mbps(c.uploadMBps)} / ${mbps(c.downloadMBps)}`, ratio: `${pct(c.uploadMBps / transferFloor)} / ${pct(c.downloadMBps / transferFloor)} floor`, met: undefined };
+    }),
+  );
+  rows.push(
+    row(`${file} over /files, SDK against a bare server, up / down (MB/s; diagnostic)`, floorText, peerText((p) => `${mbps(p.scp.uploadMBps)} / ${mbps(p.scp.downloadMBps)} scp`), "(the SDK's own ceiling: the same runtime serving bare /files)", ours, (_run, rt) => {
+      const b = floors.sdkBare?.[rt];
+      if (b === undefined) throw new Missing({ unavailable: "not measured" });
+      if (isUnavailable(b)) throw new Missing(b);
+      return {
+        value: `${mbps(b.uploadMBps)} / ${mbps(b.downloadMBps)}`,
+        ratio: `client CPU s/GiB ${f1(b.clientCpuPerGiB.upload)} / ${f1(b.clientCpuPerGiB.download)}`,
+        met: undefined,
+      };
     }),
   );
   rows.push(

@@ -22,7 +22,7 @@ import { sshdMemory } from "./figures/memory.ts";
 import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
 import { buildBinary, measureBareStart, measureBinaryStart, measureCompiledBareStart } from "./figures/startup.ts";
 import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
-import { makeSourceFile, measureScp, measureTransferFloor } from "./figures/transfer.ts";
+import { makeSourceFile, measureScp, measureSdkBare, measureTransferFloor } from "./figures/transfer.ts";
 import { type FuzzBurst, measureFuzzBurst } from "./figures/fuzz-burst.ts";
 import { type OursRun, runOurs, type Unavailable } from "./ours.ts";
 import { buildRows, type Floors, formatTable, fuzzRow, type Peer, type Results } from "./report.ts";
@@ -90,7 +90,14 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     const transfer = await measureTransferFloor(src, join(work, "copy.bin"), sizes.transferBytes, Math.max(1, sizes.transferReps));
     const bareStart: Floors["bareStart"] = {};
     for (const rt of runtimes) bareStart[rt] = await measureBareStart(rt, sizes.startups, sizes.idleSettleMs);
-    const floors: Floors = { spawn, pipeMBps, transfer, bareStart };
+    // The SDK against a bare /files in each runtime: the client's own ceiling (diagnostic).
+    const sdkBare: Floors["sdkBare"] = {};
+    for (const rt of runtimes) {
+      sdkBare[rt] = await measureSdkBare(rt, src, join(work, "bare-remote.bin"), local, sizes.transferBytes, Math.max(1, sizes.transferReps)).catch(
+        (err: unknown) => ({ unavailable: `SDK against a bare /files failed: ${String(err).slice(0, 160)}` }),
+      );
+    }
+    const floors: Floors = { spawn, pipeMBps, transfer, bareStart, sdkBare };
 
     let peer: Peer | Unavailable;
     const missing = values["no-peer"] ? "skipped (--no-peer)" : ensureOpenSsh(log, !values.smoke);

@@ -10,12 +10,17 @@
  *  - diagnostic: the same transfers with curl (no compression asked), to separate the daemon's
  *    own rate from the SDK's and Node's fetch.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createReadStream, createWriteStream, rmSync, statSync } from "node:fs";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { Sandbox } from "e2b";
-import { median, memoryOf, PeakSampler, timeOnce } from "../lib/measure.ts";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Sandbox } from "e2b";
+import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
+import { freePort, median, memoryOf, PeakSampler, sleep, timeOnce } from "../lib/measure.ts";
+
+const BARE_FILES = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-files.ts");
 
 /** Writes `bytes` of random data to `path` (page cache warm afterwards). */
 export function makeSourceFile(path: string, bytes: number): void {
@@ -79,9 +84,64 @@ export async function measureScp(scp: string[], host: string, src: string, remot
   return { uploadMBps: median(up), downloadMBps: median(down) };
 }
 
+export interface SdkBareTransfer {
+  uploadMBps: number;
+  downloadMBps: number;
+  /** CPU seconds of the SDK's process (this one) per GiB moved, each way. */
+  clientCpuPerGiB: { upload: number; download: number };
+}
+
+/**
+ * The e2b SDK against the same runtime serving a bare `/files` (bench/lib/bare-files.ts), the
+ * same calls as measureOursTransfer: what the client reaches when the server costs next to
+ * nothing. Client and server share the machine's cores, as with our daemon.
+ */
+export async function measureSdkBare(runtime: Runtime, src: string, remote: string, local: string, bytes: number, reps: number): Promise<SdkBareTransfer> {
+  const port = await freePort();
+  const server = spawn(join(ROOT, "node_modules", ".bin", runtime), [BARE_FILES, String(port)], { stdio: "ignore" });
+  const exited = new Promise((r) => server.once("exit", r));
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = performance.now() + 30_000;
+    while (!(await fetch(`${url}/files?path=${encodeURIComponent(src)}`, { method: "HEAD" }).then((r) => r.ok, () => false))) {
+      if (server.exitCode !== null || performance.now() > deadline) throw new Error(`bare /files server (${runtime}) did not start`);
+      await sleep(20);
+    }
+    const sbx = await Sandbox.create({ debug: true, sandboxUrl: url });
+    const up: number[] = [];
+    const down: number[] = [];
+    const cpu = { upload: [] as number[], download: [] as number[] };
+    for (let i = 0; i < reps; i++) {
+      let c = process.cpuUsage();
+      let a = performance.now();
+      await sbx.files.write(remote, Readable.toWeb(createReadStream(src)) as ReadableStream, { requestTimeoutMs: 0 });
+      up.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+      cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
+      if (statSync(remote).size !== bytes) throw new Error("bare upload is short");
+      c = process.cpuUsage();
+      a = performance.now();
+      const stream = await sbx.files.read(remote, { format: "stream", requestTimeoutMs: 0 });
+      await pipeline(Readable.fromWeb(stream as never), createWriteStream(local) as Writable);
+      down.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+      cpu.download.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
+      if (statSync(local).size !== bytes) throw new Error("bare download is short");
+      rmSync(local, { force: true });
+      rmSync(remote, { force: true });
+    }
+    return { uploadMBps: median(up), downloadMBps: median(down), clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) } };
+  } finally {
+    server.kill("SIGTERM");
+    await exited;
+  }
+}
+
+const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+
 export interface OursTransfer {
   uploadMBps: number;
   downloadMBps: number;
+  /** CPU seconds of the SDK's process (this one) per GiB moved, each way. */
+  clientCpuPerGiB?: { upload: number; download: number };
   /** The daemon with curl as the client (identity encoding), or why not. */
   curl: { uploadMBps: number; downloadMBps: number } | { unavailable: string };
   /** Peak RSS during the transfers minus RSS before them, MiB. */
@@ -119,22 +179,34 @@ export async function measureOursTransfer(
   const sampler = new PeakSampler(pid, 20);
   const up: number[] = [];
   const down: number[] = [];
+  const cpu = { upload: [] as number[], download: [] as number[] };
   for (let i = 0; i < reps; i++) {
+    let c = process.cpuUsage();
     let a = performance.now();
     await sbx.files.write(remote, Readable.toWeb(createReadStream(src)) as ReadableStream, { user, requestTimeoutMs: 0 });
     up.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+    cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
     if (statSync(remote).size !== bytes) throw new Error("upload is short");
+    c = process.cpuUsage();
     a = performance.now();
     const stream = await sbx.files.read(remote, { user, format: "stream", requestTimeoutMs: 0 });
     await pipeline(Readable.fromWeb(stream as never), createWriteStream(local) as Writable);
     down.push(bytes / 1e6 / ((performance.now() - a) / 1000));
+    cpu.download.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
     if (statSync(local).size !== bytes) throw new Error("download is short");
     rmSync(local, { force: true });
   }
   const { peakMiB } = sampler.stop();
   const curl = await measureCurlTransfer(url, user, src, remote, bytes);
   rmSync(remote, { force: true });
-  return { uploadMBps: median(up), downloadMBps: median(down), curl, rssGrowthMiB: peakMiB - before, peakRssMiB: peakMiB };
+  return {
+    uploadMBps: median(up),
+    downloadMBps: median(down),
+    clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) },
+    curl,
+    rssGrowthMiB: peakMiB - before,
+    peakRssMiB: peakMiB,
+  };
 }
 
 async function measureCurlTransfer(url: string, user: string, src: string, remote: string, bytes: number): Promise<OursTransfer["curl"]> {
