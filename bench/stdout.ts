@@ -3,6 +3,7 @@
  * on the output path without the 15-minute suite:
  *
  *   node bench/stdout.ts [--runtimes bun,node] [--bytes N] [--reps N] [--codecs json,binary]
+ *     [--glibc-tunables glibc.cpu.x86_rep_movsb_threshold=4294967295]
  *
  * Prints one line per runtime and codec: MB/s (median), daemon and client CPU s/GiB, peak RSS.
  */
@@ -18,12 +19,15 @@ const { values } = parseArgs({
     codecs: { type: "string", default: "json,binary" },
     bytes: { type: "string", default: String(2 ** 30) },
     reps: { type: "string", default: "3" },
+    /** GLIBC_TUNABLES for the daemon, e.g. glibc.cpu.x86_rep_movsb_threshold=4294967295 (docs/benchmarks.md). */
+    "glibc-tunables": { type: "string" },
   },
 });
 const bytes = Number(values.bytes);
 const reps = Number(values.reps);
 for (const runtime of values.runtimes.split(",") as Runtime[]) {
-  await using envd = await startDaemon({ runtime });
+  const tunables = values["glibc-tunables"];
+  await using envd = await startDaemon({ runtime, env: tunables ? { GLIBC_TUNABLES: tunables } : {} });
   for (const codec of values.codecs.split(",")) {
     const client = createClient(Process, envd.transport({ binary: codec === "binary", headers: { authorization: `Basic ${Buffer.from("root:").toString("base64")}` } }));
     const r = await measureOursThroughput(envd.pid, client, bytes, reps);

@@ -6,7 +6,7 @@ import { after, describe, test } from "node:test";
 import { createLogger } from "../log.ts";
 import { existsSync } from "node:fs";
 import { MEMORY_PRELOAD_WORKER, MemoryPreloader, type PreloadWalk, workerWalk } from "./memory-preload.ts";
-import type { WalkResult } from "./memory-preload-worker.ts";
+import type { WalkResult } from "./memory-preload-protocol.ts";
 
 const log = createLogger("error", () => {});
 const dir = mkdtempSync(join(tmpdir(), "envd-preload-"));

@@ -17,10 +17,9 @@
  *
  * The walk runs on a worker thread (memory-preload-worker.ts); tests inject their own.
  */
-import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.ts";
 import { workerModule } from "../sys/worker-url.ts";
-import { CONTROL_BYTES, controlViews, type WalkRequest, type WalkResult } from "./memory-preload-worker.ts";
+import { CONTROL_BYTES, controlViews, type WalkRequest, type WalkResult } from "./memory-preload-protocol.ts";
 
 export type PreloadState = "idle" | "running" | "done" | "failed" | "cancelled";
 export type PreloadSource = "/dev/mem" | "/proc/kcore" | "";
@@ -65,6 +64,7 @@ export function workerWalk(paths: MemoryPaths = DEFAULT_MEMORY_PATHS): StartWalk
     const control = new SharedArrayBuffer(CONTROL_BYTES);
     const { flags, counters } = controlViews(control);
     const request: WalkRequest = { iomemPath: paths.iomem, devMemPath: paths.devMem, kcorePath: paths.kcore, control };
+    const { Worker } = process.getBuiltinModule("node:worker_threads");
     const worker = new Worker(
       workerModule(MEMORY_PRELOAD_WORKER, new URL("./memory-preload-worker.ts", import.meta.url), import.meta.url),
       { workerData: request, name: "envd-memory-preload" },

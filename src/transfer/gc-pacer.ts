@@ -16,8 +16,6 @@
  * Counting bytes globally (not per transfer) and spacing collections by MIN_INTERVAL_MS bounds
  * how often this runs, however many transfers are under way.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 
 export const GC_EVERY_BYTES = 32 << 20;
 const MIN_INTERVAL_MS = 50;
@@ -50,8 +48,9 @@ function pickCollector(): (() => void) | undefined {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
   if (bun) return () => bun.gc(true);
   try {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as unknown;
+    // Loaded here, not imported at start: only Node needs them, and only at its first collection.
+    process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
+    const gc = process.getBuiltinModule("node:vm").runInNewContext("gc") as unknown;
     if (typeof gc !== "function") return undefined;
     let n = 0;
     return () => (gc as (options: { type: "minor" | "major" }) => void)({ type: ++n % MAJOR_EVERY === 0 ? "major" : "minor" });

@@ -17,8 +17,6 @@
  * well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while tries
  * free nothing.
  */
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 import type { Logger } from "../log.ts";
 import { loadMallocTrim } from "../sys/libc.ts";
 
@@ -103,8 +101,9 @@ export function loadTrim(): Trim | undefined {
 /** V8's `gc`, exposed at run time: the flag only affects contexts created after it is set. */
 function exposeNodeGc(): ((options: { type: "major" }) => void) | undefined {
   try {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as unknown;
+    // Loaded here, not imported at start: only Node needs them, and only at its first collection.
+    process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
+    const gc = process.getBuiltinModule("node:vm").runInNewContext("gc") as unknown;
     return typeof gc === "function" ? (gc as (options: { type: "major" }) => void) : undefined;
   } catch {
     return undefined;
