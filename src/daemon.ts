@@ -180,7 +180,7 @@ async function build(
     sync: () => syncFilesystems(loadLibc(), path),
   });
   // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
-  const heap = store.add(new HeapTrimmer({ log: log.child({ component: "heap" }) }));
+  const heap = store.add(new HeapTrimmer({ log: log.child({ component: "heap" }), quiet: () => server.quiet }));
 
   const setClock = createClockSetter(config.vm.clockCommand, path);
   // Snapshot/restore, port forwarding, reclaim, freeze; it stops the loops it was given on a snapshot.

@@ -127,6 +127,16 @@ export class EnvdServer implements AsyncDisposable {
     return n;
   }
 
+  /**
+   * True while no request is being answered: every HTTP/1.1 connection has answered what it
+   * carried, none was upgraded (a WebSocket counts as in flight until it closes), and no HTTP/2
+   * connection is open (its streams are not counted, so it counts as busy).
+   */
+  get quiet(): boolean {
+    for (const info of this.connections.values()) if (info.h2 || info.inFlight > 0) return false;
+    return true;
+  }
+
   /** Closes HTTP/1.1 keep-alive connections that are idle (answered every request they carried). */
   closeIdleConnections(): void {
     this.#h1.closeIdleConnections();

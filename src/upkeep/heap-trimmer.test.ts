@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { HeapTrimmer, loadTrim, shouldTrim, TRIM_GROWTH_BYTES, TRIM_RETRY_MAX_MS, TRIM_RETRY_MIN_MS, type TrimState } from "./heap-trimmer.ts";
+import { bunTrim, HeapTrimmer, loadTrim, shouldTrim, TRIM_GROWTH_BYTES, TRIM_RETRY_MAX_MS, TRIM_RETRY_MIN_MS, type TrimState } from "./heap-trimmer.ts";
 
 const MIB = 1024 * 1024;
 const log = createLogger("error", () => {});
@@ -87,6 +87,27 @@ describe("heap trimmer", () => {
     assert.equal(t.running, true);
     t.stop();
     assert.equal(t.running, false);
+  });
+
+  test("Bun: two full collections, JSC's shrink only while no request is in flight, malloc_trim bound once", () => {
+    const calls: string[] = [];
+    let quiet = false;
+    let binds = 0;
+    const trim = bunTrim(
+      { gc: (force) => void calls.push(`gc ${force}`), shrink: () => void calls.push("shrink") },
+      () => quiet,
+      () => {
+        binds++;
+        return () => void calls.push("malloc_trim");
+      },
+    );
+    assert.deepEqual(trim(), { shrunk: false });
+    assert.deepEqual(calls, ["gc true", "gc true", "malloc_trim"]);
+    calls.length = 0;
+    quiet = true;
+    assert.deepEqual(trim(), { shrunk: true });
+    assert.deepEqual(calls, ["gc true", "gc true", "shrink", "malloc_trim"]);
+    assert.equal(binds, 1);
   });
 
   test("this runtime can trim, and trimming is harmless", () => {

@@ -9,7 +9,7 @@
  *
  * A cheap loop samples the daemon's RSS (~10 µs). When it has grown well above the level after
  * the last trim and has stopped moving (the burst is over), it trims: on Bun two full collections
- * (`Bun.gc(true)` twice); on Node a full V8 collection (`gc` exposed at run time, as
+ * (`Bun.gc(true)` twice), and JSC's shrinkFootprint when no request is in flight (bunTrim); on Node a full V8 collection (`gc` exposed at run time, as
  * transfer/gc-pacer.ts does), which also shrinks the young generation V8 grew during the burst;
  * then `malloc_trim(0)` through the runtime's FFI on both. The new
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
@@ -64,37 +64,56 @@ export function afterTrim(state: TrimState, reason: TrimReason, before: number, 
   return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs };
 }
 
-type Trim = () => void;
+/** One trim; Bun's says whether it also shrank JSC's heap. */
+type Trim = () => { shrunk: boolean } | undefined;
 
-/** The runtime's way to give memory back, or undefined when it has none (no FFI). */
-export function loadTrim(): Trim | undefined {
-  const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
-  if (bun) {
-    // Bun can always collect, so malloc_trim is bound on the first trim, not at start: binding
-    // libc through bun:ffi costs ~2 MiB resident, paid by every idle VM that never trims.
-    let mallocTrim: (() => void) | undefined;
-    let bound = false;
-    return () => {
-      if (!bound) {
-        mallocTrim = loadMallocTrim();
-        bound = true;
-      }
-      // Native-backed objects (pipe buffers) are finalized by one collection and freed by the next.
-      bun.gc(true);
-      bun.gc(true);
-      // Not Bun.shrink() (JSC's shrinkFootprint): it frees more (fuzz burst 84 → 69 MiB), but with
-      // it streaming responses stalled for good mid-output (2 of 4 drop-and-resume runs in CI, 1 of
-      // 3 locally; 0 of 5 without it): it is meant for a VM with nothing suspended, and a daemon
-      // always has suspended async generators (open streams, watches).
-      mallocTrim?.();
-    };
-  }
+/** What the Bun branch of a trim uses of `Bun`. */
+export interface BunHeap {
+  gc(force: boolean): void;
+  shrink(): void;
+}
+
+/**
+ * The runtime's way to give memory back, or undefined when it has none (no FFI). `quiet` says
+ * whether no request is in flight (see bunTrim).
+ */
+export function loadTrim(quiet: () => boolean = () => false): Trim | undefined {
+  const bun = (globalThis as { Bun?: BunHeap }).Bun;
+  // Bun can always collect, so malloc_trim is bound on the first trim, not at start: binding
+  // libc through bun:ffi costs ~2 MiB resident, paid by every idle VM that never trims.
+  if (bun) return bunTrim(bun, quiet, loadMallocTrim);
   const mallocTrim = loadMallocTrim();
   const gc = exposeNodeGc();
   if (!gc && !mallocTrim) return undefined;
   return () => {
     gc?.({ type: "major" });
     mallocTrim?.();
+    return undefined;
+  };
+}
+
+/**
+ * Bun's trim: two full collections (native-backed objects such as pipe buffers are finalized by
+ * one and freed by the next); when `quiet`, JSC's shrinkFootprint (`Bun.shrink()`), which frees
+ * more (fuzz burst: 1.81x idle 30 s later without it, 1.50x with it) but, run while responses were
+ * streaming, stalled them for good mid-output (2 of 4 drop-and-resume runs in CI, 1 of 3
+ * locally): so only when no request is in flight, no stream or watch open; then malloc_trim,
+ * bound on the first trim.
+ */
+export function bunTrim(bun: BunHeap, quiet: () => boolean, bindMallocTrim: () => (() => void) | undefined): Trim {
+  let mallocTrim: (() => void) | undefined;
+  let bound = false;
+  return () => {
+    if (!bound) {
+      mallocTrim = bindMallocTrim();
+      bound = true;
+    }
+    bun.gc(true);
+    bun.gc(true);
+    const shrunk = quiet();
+    if (shrunk) bun.shrink();
+    mallocTrim?.();
+    return { shrunk };
   };
 }
 
@@ -118,8 +137,10 @@ export interface HeapTrimmerOptions {
   rss?: () => number;
   /** Monotonic ms (tests pass a fake). */
   now?: () => number;
-  /** What a trim does (tests pass a fake); default `loadTrim()`. */
+  /** What a trim does (tests pass a fake); default `loadTrim(quiet)`. */
   trim?: Trim;
+  /** True while no request is in flight (the server's `quiet`); Bun then also shrinks its heap. */
+  quiet?: () => boolean;
 }
 
 export class HeapTrimmer implements Disposable {
@@ -145,7 +166,7 @@ export class HeapTrimmer implements Disposable {
   /** `loadTrim()` on first use, not in the constructor (it binds libc and sets a V8 flag). */
   #trimmer(): Trim | undefined {
     if (!this.#trimLoaded) {
-      this.#trim = loadTrim();
+      this.#trim = loadTrim(this.#opts.quiet);
       this.#trimLoaded = true;
     }
     return this.#trim;
@@ -180,6 +201,7 @@ export class HeapTrimmer implements Disposable {
     const state = this.#state;
     if (!state) {
       this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS };
+      this.#opts.log.debug("heap trimmer sampling", { rssMiB: Math.round(rss / MIB) });
       return undefined;
     }
     const reason = shouldTrim(state, rss, now);
@@ -187,12 +209,13 @@ export class HeapTrimmer implements Disposable {
       this.#state = { ...state, level: Math.min(state.level, rss), baseline: Math.min(state.baseline, rss), previous: rss };
       return undefined;
     }
-    this.#trimmer()?.();
+    const shrunk = this.#trimmer()?.()?.shrunk;
     const after = this.#rss();
     this.trims++;
     this.#state = afterTrim(state, reason, rss, after, now);
     this.#opts.log.debug("heap trimmed", {
       reason,
+      ...(shrunk !== undefined ? { shrunk } : {}),
       beforeMiB: Math.round(rss / MIB),
       afterMiB: Math.round(after / MIB),
       ms: Math.round(this.#now() - now),

@@ -1,0 +1,80 @@
+/**
+ * Memory given back after a burst (upkeep/heap-trimmer.ts): on Bun the trimmer also shrinks JSC's
+ * heap (`Bun.shrink()`), but only while no request is in flight, because a shrink under open
+ * streams once stalled them for good. This plays the case the gate must keep working: a client
+ * whose stream dropped while the process kept writing, the daemon shrinking meanwhile, and the
+ * client resuming to the exact output; then new streams and unary calls on the shrunk daemon.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { RUNTIMES, eventually, startDaemon } from "./harness.ts";
+
+const sh = (script: string) => ({ cmd: "/bin/sh", args: ["-c", script] });
+type Pos = { stdout: bigint; stderr: bigint; pty: bigint };
+
+/** 300 lines, one every 40 ms: still running while the daemon trims. */
+const SLOW = "i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); sleep 0.04; done";
+const expected = Array.from({ length: 300 }, (_, i) => `line ${i}\n`).join("");
+
+for (const runtime of RUNTIMES) {
+  describe(`heap trimming with streams [${runtime}]`, () => {
+    test("a stream dropped before a trim resumes to the exact output after it; new streams and calls work", async () => {
+      await using envd = await startDaemon({ runtime, args: ["--log-level", "debug"] });
+      const client = envd.binary.process;
+
+      // The trimmer compares with its first sample: the burst must come after it.
+      await eventually(() => envd.logs.find((l) => l.msg === "heap trimmer sampling"), "the trimmer's first sample", 10_000);
+      // A burst, so RSS grows well past the trimmer's threshold.
+      let burst = 0;
+      for await (const res of client.start({ process: sh("head -c 200000000 /dev/zero"), stdin: false })) {
+        const ev = res.event?.event;
+        if (ev?.case === "data") burst += ev.value.output.value?.byteLength ?? 0;
+      }
+      assert.equal(burst, 200_000_000);
+
+      // A slow process; the client reads a little, then its connection drops.
+      const abort = new AbortController();
+      let pid = 0;
+      let got = "";
+      const pos: Pos = { stdout: 0n, stderr: 0n, pty: 0n };
+      for await (const res of client.start({ process: sh(SLOW), stdin: false }, { signal: abort.signal })) {
+        const ev = res.event?.event;
+        if (ev?.case === "start") pid = ev.value.pid;
+        if (ev?.case === "data" && ev.value.output.case === "stdout") {
+          got += Buffer.from(ev.value.output.value).toString();
+          pos.stdout += BigInt(ev.value.output.value.byteLength);
+          if (got.includes("line 3\n")) break;
+        }
+      }
+      abort.abort();
+      assert.ok(pid > 0);
+
+      // The trimmer runs once RSS has settled with nothing in flight; on Bun that trim shrinks.
+      const trimmed = await eventually(
+        () => envd.logs.find((l) => l.msg === "heap trimmed" && (runtime !== "bun" || l.shrunk === true)),
+        `a heap trim${runtime === "bun" ? " that shrank" : ""}`,
+        30_000,
+      );
+      assert.ok(trimmed);
+
+      for await (const res of client.connect({ process: { selector: { case: "pid", value: pid } }, resumeFrom: pos })) {
+        const ev = res.event?.event;
+        if (ev?.case === "data" && ev.value.output.case === "stdout") {
+          assert.equal(ev.value.offset, pos.stdout, "no gap, no duplicate");
+          got += Buffer.from(ev.value.output.value).toString();
+          pos.stdout += BigInt(ev.value.output.value.byteLength);
+        }
+      }
+      assert.equal(got, expected);
+
+      let echoed = "";
+      for await (const res of envd.process.start({ process: sh("echo after the trim"), stdin: false })) {
+        const ev = res.event?.event;
+        if (ev?.case === "data" && ev.value.output.case === "stdout") echoed += Buffer.from(ev.value.output.value).toString();
+      }
+      assert.equal(echoed, "after the trim\n");
+      const listed = await envd.filesystem.listDir({ path: "/", depth: 1 });
+      assert.ok(listed.entries.some((e) => e.name === "tmp"));
+    });
+  });
+}
