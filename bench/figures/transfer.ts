@@ -108,26 +108,7 @@ export async function measureSdkBare(runtime: Runtime, src: string, remote: stri
       await sleep(20);
     }
     const sbx = await Sandbox.create({ debug: true, sandboxUrl: url });
-    const up: number[] = [];
-    const down: number[] = [];
-    const cpu = { upload: [] as number[], download: [] as number[] };
-    for (let i = 0; i < reps; i++) {
-      let c = process.cpuUsage();
-      let a = performance.now();
-      await sbx.files.write(remote, Readable.toWeb(createReadStream(src)) as ReadableStream, { requestTimeoutMs: 0 });
-      up.push(bytes / 1e6 / ((performance.now() - a) / 1000));
-      cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
-      if (statSync(remote).size !== bytes) throw new Error("bare upload is short");
-      c = process.cpuUsage();
-      a = performance.now();
-      const stream = await sbx.files.read(remote, { format: "stream", requestTimeoutMs: 0 });
-      await pipeline(Readable.fromWeb(stream as never), createWriteStream(local) as Writable);
-      down.push(bytes / 1e6 / ((performance.now() - a) / 1000));
-      cpu.download.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
-      if (statSync(local).size !== bytes) throw new Error("bare download is short");
-      rmSync(local, { force: true });
-      rmSync(remote, { force: true });
-    }
+    const { up, down, cpu } = await sdkRoundTrips(sbx, { src, remote, local, bytes, reps, removeRemote: true });
     return { uploadMBps: median(up), downloadMBps: median(down), clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) } };
   } finally {
     server.kill("SIGTERM");
@@ -136,6 +117,39 @@ export async function measureSdkBare(runtime: Runtime, src: string, remote: stri
 }
 
 const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+
+/**
+ * `reps` SDK round trips of `src`: `files.write` from a ReadableStream to `remote`, then
+ * `files.read` as a stream into `local`; MB/s and this process's CPU per GiB of each, sizes checked.
+ */
+async function sdkRoundTrips(
+  sbx: Sandbox,
+  o: { user?: string; src: string; remote: string; local: string; bytes: number; reps: number; removeRemote: boolean },
+): Promise<{ up: number[]; down: number[]; cpu: { upload: number[]; download: number[] } }> {
+  const up: number[] = [];
+  const down: number[] = [];
+  const cpu = { upload: [] as number[], download: [] as number[] };
+  const as = o.user !== undefined ? { user: o.user } : {};
+  const gib = o.bytes / 2 ** 30;
+  for (let i = 0; i < o.reps; i++) {
+    let c = process.cpuUsage();
+    let a = performance.now();
+    await sbx.files.write(o.remote, Readable.toWeb(createReadStream(o.src)) as ReadableStream, { ...as, requestTimeoutMs: 0 });
+    up.push(o.bytes / 1e6 / ((performance.now() - a) / 1000));
+    cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / gib);
+    if (statSync(o.remote).size !== o.bytes) throw new Error("upload is short");
+    c = process.cpuUsage();
+    a = performance.now();
+    const stream = await sbx.files.read(o.remote, { ...as, format: "stream", requestTimeoutMs: 0 });
+    await pipeline(Readable.fromWeb(stream as never), createWriteStream(o.local) as Writable);
+    down.push(o.bytes / 1e6 / ((performance.now() - a) / 1000));
+    cpu.download.push(cpuSeconds(process.cpuUsage(c)) / gib);
+    if (statSync(o.local).size !== o.bytes) throw new Error("download is short");
+    rmSync(o.local, { force: true });
+    if (o.removeRemote) rmSync(o.remote, { force: true });
+  }
+  return { up, down, cpu };
+}
 
 export interface OursTransfer {
   uploadMBps: number;
@@ -177,25 +191,7 @@ export async function measureOursTransfer(
 ): Promise<OursTransfer> {
   const before = memoryOf(pid).rssMiB;
   const sampler = new PeakSampler(pid, 20);
-  const up: number[] = [];
-  const down: number[] = [];
-  const cpu = { upload: [] as number[], download: [] as number[] };
-  for (let i = 0; i < reps; i++) {
-    let c = process.cpuUsage();
-    let a = performance.now();
-    await sbx.files.write(remote, Readable.toWeb(createReadStream(src)) as ReadableStream, { user, requestTimeoutMs: 0 });
-    up.push(bytes / 1e6 / ((performance.now() - a) / 1000));
-    cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
-    if (statSync(remote).size !== bytes) throw new Error("upload is short");
-    c = process.cpuUsage();
-    a = performance.now();
-    const stream = await sbx.files.read(remote, { user, format: "stream", requestTimeoutMs: 0 });
-    await pipeline(Readable.fromWeb(stream as never), createWriteStream(local) as Writable);
-    down.push(bytes / 1e6 / ((performance.now() - a) / 1000));
-    cpu.download.push(cpuSeconds(process.cpuUsage(c)) / (bytes / 2 ** 30));
-    if (statSync(local).size !== bytes) throw new Error("download is short");
-    rmSync(local, { force: true });
-  }
+  const { up, down, cpu } = await sdkRoundTrips(sbx, { user, src, remote, local, bytes, reps, removeRemote: false });
   const { peakMiB } = sampler.stop();
   const curl = await measureCurlTransfer(url, user, src, remote, bytes);
   rmSync(remote, { force: true });
