@@ -180,7 +180,14 @@ async function build(
     sync: () => syncFilesystems(loadLibc(), path),
   });
   // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
-  const heap = store.add(new HeapTrimmer({ log: log.child({ component: "heap" }), quiet: () => server.quiet }));
+  // Quiet: no request or upgrade in flight, no CreateWatcher watch, no relayed port-forward
+  // connection (heap-trimmer.ts: only then does Bun also shrink its heap).
+  const heap = store.add(
+    new HeapTrimmer({
+      log: log.child({ component: "heap" }),
+      quiet: () => server.quiet && watchers.size === 0 && vm.ports.list().every((f) => f.connections === 0),
+    }),
+  );
 
   const setClock = createClockSetter(config.vm.clockCommand, path);
   // Snapshot/restore, port forwarding, reclaim, freeze; it stops the loops it was given on a snapshot.

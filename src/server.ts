@@ -43,8 +43,7 @@ export class EnvdServer implements AsyncDisposable {
   readonly #deps: ServerDeps;
   readonly #tcp: net.Server;
   readonly #h1: http.Server;
-  /** Created when the first HTTP/2 preface arrives: most VMs only ever see HTTP/1.1. */
-  /** The HTTP/2 server, created (and node:http2 imported) when the first preface arrives. */
+  /** The HTTP/2 server, created (and node:http2 imported) when the first preface arrives: most VMs only ever see HTTP/1.1. */
   #h2: Promise<Http2Server> | undefined;
   readonly #handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
   /** Every open connection: when it was accepted, and (HTTP/1.1) its requests so far and in flight. */

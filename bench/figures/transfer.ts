@@ -108,7 +108,7 @@ export async function measureSdkBare(runtime: Runtime, src: string, remote: stri
       await sleep(20);
     }
     const sbx = await Sandbox.create({ debug: true, sandboxUrl: url });
-    const { up, down, cpu } = await sdkRoundTrips(sbx, { src, remote, local, bytes, reps, removeRemote: true });
+    const { up, down, cpu } = await sdkRoundTrips(sbx, { src, remote, local, bytes, reps });
     return { uploadMBps: median(up), downloadMBps: median(down), clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) } };
   } finally {
     server.kill("SIGTERM");
@@ -121,10 +121,12 @@ const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
 /**
  * `reps` SDK round trips of `src`: `files.write` from a ReadableStream to `remote`, then
  * `files.read` as a stream into `local`; MB/s and this process's CPU per GiB of each, sizes checked.
+ * Both files are removed after each round, so every upload creates its file (replacing a 1 GiB file
+ * costs more than the upload: docs/benchmarks.md).
  */
 async function sdkRoundTrips(
   sbx: Sandbox,
-  o: { user?: string; src: string; remote: string; local: string; bytes: number; reps: number; removeRemote: boolean },
+  o: { user?: string; src: string; remote: string; local: string; bytes: number; reps: number },
 ): Promise<{ up: number[]; down: number[]; cpu: { upload: number[]; download: number[] } }> {
   const up: number[] = [];
   const down: number[] = [];
@@ -146,7 +148,7 @@ async function sdkRoundTrips(
     cpu.download.push(cpuSeconds(process.cpuUsage(c)) / gib);
     if (statSync(o.local).size !== o.bytes) throw new Error("download is short");
     rmSync(o.local, { force: true });
-    if (o.removeRemote) rmSync(o.remote, { force: true });
+    rmSync(o.remote, { force: true });
   }
   return { up, down, cpu };
 }
@@ -191,7 +193,7 @@ export async function measureOursTransfer(
 ): Promise<OursTransfer> {
   const before = memoryOf(pid).rssMiB;
   const sampler = new PeakSampler(pid, 20);
-  const { up, down, cpu } = await sdkRoundTrips(sbx, { user, src, remote, local, bytes, reps, removeRemote: false });
+  const { up, down, cpu } = await sdkRoundTrips(sbx, { user, src, remote, local, bytes, reps });
   const { peakMiB } = sampler.stop();
   const curl = await measureCurlTransfer(url, user, src, remote, bytes);
   rmSync(remote, { force: true });

@@ -18,6 +18,7 @@ createServer(async (req, res) => {
       res.end(JSON.stringify([{ path, name: basename(path), type: "file" }]));
     } else {
       res.writeHead(200, { "content-type": "application/octet-stream", "content-length": statSync(path).size });
+      if (req.method === "HEAD") return void res.end();
       await pipeline(createReadStream(path, { highWaterMark: 256 << 10 }), res);
     }
   } catch (err) {

@@ -97,8 +97,9 @@ export function loadTrim(quiet: () => boolean = () => false): Trim | undefined {
  * one and freed by the next); when `quiet`, JSC's shrinkFootprint (`Bun.shrink()`), which frees
  * more (fuzz burst: 1.81x idle 30 s later without it, 1.50x with it) but, run while responses were
  * streaming, stalled them for good mid-output (2 of 4 drop-and-resume runs in CI, 1 of 3
- * locally): so only when no request is in flight, no stream or watch open; then malloc_trim,
- * bound on the first trim.
+ * locally; the cause inside Bun was not found): so only when `quiet` says nothing is going on
+ * (daemon.ts: no request or upgrade in flight, no watcher, no relayed port-forward connection);
+ * then malloc_trim, bound on the first trim.
  */
 export function bunTrim(bun: BunHeap, quiet: () => boolean, bindMallocTrim: () => (() => void) | undefined): Trim {
   let mallocTrim: (() => void) | undefined;
@@ -120,7 +121,8 @@ export function bunTrim(bun: BunHeap, quiet: () => boolean, bindMallocTrim: () =
 /** V8's `gc`, exposed at run time: the flag only affects contexts created after it is set. */
 function exposeNodeGc(): ((options: { type: "major" }) => void) | undefined {
   try {
-    // Loaded here, not imported at start: only Node needs them, and only at its first collection.
+    // Loaded here, not imported at start: only Node needs them, when the heap trimmer starts or a
+    // transfer first asks for a collection.
     process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
     const gc = process.getBuiltinModule("node:vm").runInNewContext("gc") as unknown;
     return typeof gc === "function" ? (gc as (options: { type: "major" }) => void) : undefined;

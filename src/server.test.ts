@@ -1,0 +1,90 @@
+/**
+ * EnvdServer.quiet, which gates Bun's heap shrink (upkeep/heap-trimmer.ts): false while a response
+ * is being written, while an upgraded socket is open and while an HTTP/2 connection is open; true
+ * once every connection has answered what it carried.
+ */
+import assert from "node:assert/strict";
+import { request, type ServerResponse } from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import { test } from "node:test";
+import { createLogger } from "./log.ts";
+import { Router } from "./http/router.ts";
+import { UpgradeRouter } from "./http/upgrade-router.ts";
+import { EnvdServer } from "./server.ts";
+import { Session } from "./session.ts";
+
+const log = createLogger("error", () => {});
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+test("quiet: false while a response streams, an upgrade is open or an HTTP/2 connection is open", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let started = false;
+  const router = new Router(log)
+    .add("GET", "/health", ({ res }) => {
+      res.statusCode = 204;
+      res.end();
+    })
+    .add("GET", "/held", async ({ res }) => {
+      const r = res as ServerResponse;
+      r.writeHead(200);
+      r.write("first");
+      started = true;
+      await held;
+      r.end("last");
+    });
+  const upgrades = new UpgradeRouter(log).add("/ws", () => {});
+  const shutdown = new AbortController();
+  await using server = new EnvdServer({ log, session: new Session(), router, upgrades, rpc: () => {}, rpcPrefixes: [], shutdownSignal: shutdown.signal });
+  const { port } = await server.listen(0, "127.0.0.1");
+  assert.equal(server.quiet, true, "nothing connected");
+
+  // A streaming response.
+  const body = new Promise<string>((resolve, reject) => {
+    request({ host: "127.0.0.1", port, path: "/held", agent: false }, (res) => {
+      let text = "";
+      res.on("data", (d: Buffer) => {
+        text += d.toString();
+      });
+      res.on("end", () => resolve(text));
+    })
+      .on("error", reject)
+      .end();
+  });
+  await until(() => started, "the held response to start");
+  assert.equal(server.quiet, false, "a response is being written");
+  release();
+  assert.equal(await body, "firstlast");
+  await until(() => server.quiet, "quiet once answered");
+
+  // An upgraded socket.
+  const ws = net.connect(port, "127.0.0.1");
+  ws.write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  await until(() => !server.quiet, "the upgrade to count");
+  ws.destroy();
+  await until(() => server.quiet, "quiet once the upgraded socket closed");
+
+  // An HTTP/2 connection, even between its requests.
+  const h2 = http2.connect(`http://127.0.0.1:${port}`);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = h2.request({ ":path": "/health" });
+    req.on("response", (h) => resolve(Number(h[":status"])));
+    req.on("error", reject);
+    req.resume();
+    req.end();
+  });
+  assert.equal(status, 204);
+  assert.equal(server.quiet, false, "an HTTP/2 connection is open");
+  await new Promise<void>((r) => h2.close(() => r()));
+  await until(() => server.quiet, "quiet once the HTTP/2 connection closed");
+});
