@@ -8,11 +8,10 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { request } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
-import { type FirstRequests, firstRequests } from "../lib/first-requests.ts";
+import { type FirstRequests, firstRequests, http1 } from "../lib/first-requests.ts";
 import { dropPageCache, freePort, median, memoryOf, type Memory, sleep } from "../lib/measure.ts";
 
 const BARE = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-health.ts");
@@ -20,18 +19,6 @@ const MAIN = join(ROOT, "src", "main.ts");
 const DAEMON_ARGS = ["--port", "{port}", "--host", "127.0.0.1", "--isnotfc"];
 /** Untimed starts with a cold page cache whose median idle RSS is reported. */
 const COLD_STARTS = 3;
-
-
-function healthy(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host: "127.0.0.1", port, path: "/health", agent: false }, (res) => {
-      res.resume();
-      resolve((res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300);
-    });
-    req.once("error", () => resolve(false));
-    req.end();
-  });
-}
 
 /**
  * One start: spawn, poll /health until 2xx, optionally read the idle RSS, time the first request
@@ -49,7 +36,8 @@ async function startOnce(
   try {
     for (;;) {
       if (child.exitCode !== null) throw new Error(`${argv.join(" ")} exited ${child.exitCode} before /health answered`);
-      if (await healthy(port)) break;
+      const status = await http1(port, "GET", "/health");
+      if (status >= 200 && status < 300) break;
       if (performance.now() - a > 30_000) throw new Error(`${argv.join(" ")}: /health did not answer in 30 s`);
       await sleep(1);
     }
@@ -72,9 +60,9 @@ export interface Startup {
   runsMs: number[];
   /**
    * RSS `idleSettleMs` after /health answered: the median of COLD_STARTS extra starts (not timed),
-   * each made with a cold page cache, as a VM boots: how much of the binary's file-backed pages a process maps depends on the
-   * page cache's folios, which a freshly written binary has in other sizes than one read from disk
-   * (±3 MiB between builds of the same source, warm).
+   * each made with a cold page cache, as a VM boots: how many of the binary's file-backed pages a
+   * process maps depends on the page cache's folios, which a freshly written binary has in other
+   * sizes than one read from disk (±3 MiB between builds of the same source, warm).
    */
   idle: Memory;
   /** Whether the page cache could be dropped for that start (root). */

@@ -5,9 +5,9 @@
  * download and upload, the first HTTP/2 request. Each with its status, so a first request that
  * fails shows. Used by bench/ab-start.ts and bench/figures/startup.ts.
  */
-import { connect } from "node:http2";
 import { request } from "node:http";
 import { rmSync } from "node:fs";
+import { http2Status } from "../../test/e2e/harness.ts";
 
 export type FirstRequests = Record<string, { ms: number; status: number }>;
 
@@ -45,26 +45,7 @@ export async function firstRequests(port: number): Promise<FirstRequests> {
     http1(port, "POST", `/files?path=${uploaded}&username=root`, { "content-type": `multipart/form-data; boundary=${boundary}` }, body),
   );
   rmSync(uploaded, { force: true });
-  out.h2 = await timed(
-    () =>
-      new Promise<number>((resolve) => {
-        const s = connect(`http://127.0.0.1:${port}`);
-        s.once("error", () => resolve(0));
-        const r = s.request({ ":path": "/health" });
-        r.once("error", () => {
-          s.destroy();
-          resolve(0);
-        });
-        r.once("response", (h) => {
-          r.resume();
-          r.once("end", () => {
-            s.close();
-            resolve(Number(h[":status"]));
-          });
-        });
-        r.end();
-      }),
-  );
+  out.h2 = await timed(() => http2Status(`http://127.0.0.1:${port}`, "/health").catch(() => 0));
   return out;
 }
 

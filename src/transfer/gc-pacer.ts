@@ -16,6 +16,7 @@
  * Counting bytes globally (not per transfer) and spacing collections by MIN_INTERVAL_MS bounds
  * how often this runs, however many transfers are under way.
  */
+import { exposeNodeGc } from "../sys/node-gc.ts";
 
 export const GC_EVERY_BYTES = 32 << 20;
 const MIN_INTERVAL_MS = 50;
@@ -47,14 +48,8 @@ export function noteTransferred(bytes: number): void {
 function pickCollector(): (() => void) | undefined {
   const bun = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun;
   if (bun) return () => bun.gc(true);
-  try {
-    // Loaded here, not imported at start: only Node needs them, and only at its first collection.
-    process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
-    const gc = process.getBuiltinModule("node:vm").runInNewContext("gc") as unknown;
-    if (typeof gc !== "function") return undefined;
-    let n = 0;
-    return () => (gc as (options: { type: "minor" | "major" }) => void)({ type: ++n % MAJOR_EVERY === 0 ? "major" : "minor" });
-  } catch {
-    return undefined;
-  }
+  const gc = exposeNodeGc();
+  if (!gc) return undefined;
+  let n = 0;
+  return () => gc({ type: ++n % MAJOR_EVERY === 0 ? "major" : "minor" });
 }

@@ -9,8 +9,9 @@
  *
  * A cheap loop samples the daemon's RSS (~10 µs). When it has grown well above the level after
  * the last trim and has stopped moving (the burst is over), it trims: on Bun two full collections
- * (`Bun.gc(true)` twice), and JSC's shrinkFootprint when no request is in flight (bunTrim); on Node a full V8 collection (`gc` exposed at run time, as
- * transfer/gc-pacer.ts does), which also shrinks the young generation V8 grew during the burst;
+ * (`Bun.gc(true)` twice), and JSC's shrinkFootprint when nothing is in flight (bunTrim); on Node
+ * a full V8 collection (`gc` exposed at run time, sys/node-gc.ts), which also shrinks the young
+ * generation V8 grew during the burst;
  * then `malloc_trim(0)` through the runtime's FFI on both. The new
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
  * Memory can also become garbage later (an ended process's record is kept 30 s), so while RSS stays
@@ -19,6 +20,7 @@
  */
 import type { Logger } from "../log.ts";
 import { loadMallocTrim } from "../sys/libc.ts";
+import { exposeNodeGc } from "../sys/node-gc.ts";
 
 const MIB = 1024 * 1024;
 export const TRIM_INTERVAL_MS = 2_000;
@@ -117,20 +119,6 @@ export function bunTrim(bun: BunHeap, quiet: () => boolean, bindMallocTrim: () =
     return { shrunk };
   };
 }
-
-/** V8's `gc`, exposed at run time: the flag only affects contexts created after it is set. */
-function exposeNodeGc(): ((options: { type: "major" }) => void) | undefined {
-  try {
-    // Loaded here, not imported at start: only Node needs them, when the heap trimmer starts or a
-    // transfer first asks for a collection.
-    process.getBuiltinModule("node:v8").setFlagsFromString("--expose-gc");
-    const gc = process.getBuiltinModule("node:vm").runInNewContext("gc") as unknown;
-    return typeof gc === "function" ? (gc as (options: { type: "major" }) => void) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 
 export interface HeapTrimmerOptions {
   log: Logger;

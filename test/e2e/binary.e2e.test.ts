@@ -7,12 +7,11 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { connect } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { EventType } from "../../src/gen/filesystem/filesystem_pb.js";
-import { type Daemon, eventually, ROOT, startDaemon } from "./harness.ts";
+import { type Daemon, eventually, http2Status, ROOT, startDaemon } from "./harness.ts";
 
 const work = mkdtempSync(join(tmpdir(), "envd-binary-"));
 const binary = join(work, "envd");
@@ -89,20 +88,6 @@ describe("compiled binary", () => {
   });
 
   test("HTTP/2 with prior knowledge answers on the same port", async () => {
-    const status = await new Promise<number>((resolve, reject) => {
-      const s = connect(envd.url);
-      s.once("error", reject);
-      const r = s.request({ ":path": "/health" });
-      r.once("error", reject);
-      r.once("response", (h) => {
-        r.resume();
-        r.once("end", () => {
-          s.close();
-          resolve(Number(h[":status"]));
-        });
-      });
-      r.end();
-    });
-    assert.equal(status, 204);
+    assert.equal(await http2Status(envd.url, "/health"), 204);
   });
 });

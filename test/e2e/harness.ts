@@ -14,6 +14,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
+import { connect as connectHttp2 } from "node:http2";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -289,6 +290,28 @@ export function descendantsOf(pid: number): number[] {
     }
   }
   return out;
+}
+
+/** The status of one GET over a new HTTP/2 connection (prior knowledge, h2c); rejects on any error. */
+export function http2Status(url: string, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = connectHttp2(url);
+    const fail = (err: unknown) => {
+      s.destroy();
+      reject(err);
+    };
+    s.once("error", fail);
+    const r = s.request({ ":path": path });
+    r.once("error", fail);
+    r.once("response", (h) => {
+      r.resume();
+      r.once("end", () => {
+        s.close();
+        resolve(Number(h[":status"]));
+      });
+    });
+    r.end();
+  });
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes. */
