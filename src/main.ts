@@ -59,22 +59,19 @@ switch (parsed.kind) {
     const env = { ...process.env };
     process.on("uncaughtException", (err) => log.error("uncaught exception", { err, stack: err.stack }));
     process.on("unhandledRejection", (err) => log.error("unhandled rejection", { err: String(err) }));
-    const daemon = await createDaemon(config, log, env, { logShipper: shipper }).catch((err: unknown) => {
-      log.error("failed to start", { err: String(err) });
-      process.exit(1);
-    });
-    log.info("listening", {
-      port: daemon.port,
-      version: ENVD_VERSION,
-      commit: BUILD_COMMIT,
-      runtime: typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node",
-      pid: process.pid,
-    });
+    // The signal handlers go in before anything starts: a SIGTERM during start-up, or one sent the
+    // moment "listening" is read, must stop the daemon cleanly, not kill it with the default action.
+    let daemon: Awaited<ReturnType<typeof createDaemon>> | undefined;
+    let stopRequested: string | undefined;
     let stopping = false;
     const stop = (signal: string) => {
       // A second signal must not cut the shutdown short: children would be orphaned mid-way.
-      if (stopping) {
+      if (stopping || (daemon === undefined && stopRequested !== undefined)) {
         log.info("already shutting down", { signal });
+        return;
+      }
+      if (daemon === undefined) {
+        stopRequested = signal; // acted on once the daemon is built
         return;
       }
       stopping = true;
@@ -101,6 +98,19 @@ switch (parsed.kind) {
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
     process.on("SIGPIPE", () => {});
+    log.debug("starting", { version: ENVD_VERSION, pid: process.pid });
+    daemon = await createDaemon(config, log, env, { logShipper: shipper }).catch((err: unknown) => {
+      log.error("failed to start", { err: String(err) });
+      process.exit(1);
+    });
+    log.info("listening", {
+      port: daemon.port,
+      version: ENVD_VERSION,
+      commit: BUILD_COMMIT,
+      runtime: typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node",
+      pid: process.pid,
+    });
+    if (stopRequested !== undefined) stop(stopRequested);
     break;
   }
 }

@@ -140,7 +140,15 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const url = `http://${options.urlHost ?? "127.0.0.1"}:${port}`;
   const daemonStart = Number(statFields(child.pid as number)?.[19] ?? 0);
   liveDaemons.add(child.pid as number);
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let exitSignal: NodeJS.Signals | null = null;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code, signal) => {
+      exitSignal = signal;
+      resolve(code);
+    }),
+  );
+  // After "exit", stderr may still hold the last words (a runtime's abort message): wait for "close".
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
 
   const transport = (o: { binary?: boolean; grpcWeb?: boolean; headers?: Record<string, string> } = {}) => {
     const headers = o.headers ?? {};
@@ -222,7 +230,11 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     stop,
     async [Symbol.asyncDispose]() {
       const code = await stop();
-      if (code !== 0) throw new Error(`daemon exited with ${code}: ${stderr.join("")}`);
+      if (code !== 0) {
+        await Promise.race([closed, new Promise((r) => setTimeout(r, 1_000))]);
+        const last = logs.slice(-5).map((l) => JSON.stringify(l)).join("\n");
+        throw new Error(`daemon exited with ${code ?? `signal ${exitSignal}`}: ${stderr.join("")}\nlast log lines:\n${last}`);
+      }
       if (leftBehind.length > 0) throw new Error(`daemon left processes behind: ${leftBehind.join(", ")}`);
     },
     leftBehind: () => leftBehind,

@@ -1,13 +1,38 @@
 /**
  * Nothing outlives shutdown: the harness's "no process left behind" check is real (it can fail),
- * and SIGTERM in the middle of a storm of Start calls leaves no process behind.
+ * and SIGTERM in the middle of a storm of Start calls leaves no process behind. A SIGTERM sent
+ * during start-up, or the moment the daemon says "listening", is a clean stop too.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process } from "../../src/gen/process/process_pb.js";
-import { eventually, isSubreaper, RUNTIMES, startDaemon } from "./harness.ts";
+import { eventually, isSubreaper, ROOT, RUNTIMES, type Runtime, startDaemon } from "./harness.ts";
+
+/**
+ * Starts the daemon (debug log level) and sends SIGTERM as soon as it writes the log line `msg`.
+ * Resolves with how it exited and its log messages.
+ */
+async function terminateAt(runtime: Runtime, msg: string): Promise<{ code: number | null; signal: string | null; msgs: string[] }> {
+  const child = spawn(join(ROOT, "node_modules", ".bin", runtime), [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", "--log-level", "debug"], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ENVD_CHRONYC_COMMAND: "true" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const msgs: string[] = [];
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    const m = (JSON.parse(line) as { msg: string }).msg;
+    msgs.push(m);
+    if (m === msg) child.kill("SIGTERM");
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const [code, signal] = await new Promise<[number | null, string | null]>((r) => child.once("close", (c, s) => r([c, s])));
+  clearTimeout(timer);
+  return { code, signal, msgs };
+}
 
 for (const runtime of RUNTIMES) {
   describe(`shutdown leaves nothing behind (${runtime})`, () => {
@@ -20,6 +45,18 @@ for (const runtime of RUNTIMES) {
       const left = envd.leftBehind();
       assert.equal(left.length, 1, `left behind: ${left.join("; ")}`);
       assert.match(left[0] as string, /sleep 1000/);
+    });
+
+    test("SIGTERM during start-up, or the moment it says listening: exit 0 after a clean stop, every time", async () => {
+      // Ten of each: before the handlers came first, about one in five of these died of the signal.
+      for (const at of ["starting", "listening"]) {
+        for (let i = 0; i < 10; i++) {
+          const r = await terminateAt(runtime, at);
+          assert.deepEqual([r.code, r.signal], [0, null], `SIGTERM at "${at}" (#${i}): ${r.msgs.join(", ")}`);
+          assert.deepEqual(r.msgs.filter((m) => m === "shutting down" || m === "stopped"), ["shutting down", "stopped"]);
+          assert.ok(r.msgs.includes("listening"), "the daemon that was asked to stop while starting finishes starting first");
+        }
+      }
     });
 
     test("SIGTERM during a storm of starts: every start is either refused or ends, and no process outlives the daemon", async () => {
