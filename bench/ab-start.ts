@@ -6,13 +6,16 @@
  * Process RPC, the first /files download and upload, the first HTTP/2 request. The first row is
  * the reference the others are divided by.
  *
- *   node bench/ab-start.ts [--rounds 9] [--settle 2000] [--first] 'bare=/tmp/bare {port}' \
+ * `--cold` drops the page cache before each start (as root), as a booting VM has it: the idle RSS of
+ * a compiled binary otherwise depends on how its pages got into the cache (docs/benchmarks.md).
+ *
+ *   node bench/ab-start.ts [--rounds 9] [--settle 2000] [--first] [--cold] 'bare=/tmp/bare {port}' \
  *     'envd=dist/envd --port {port} --host 127.0.0.1 --isnotfc'
  */
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { firstRequests, http1 } from "./lib/first-requests.ts";
-import { freePort, median, memoryOf, sleep } from "./lib/measure.ts";
+import { dropPageCache, freePort, median, memoryOf, sleep } from "./lib/measure.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -20,11 +23,13 @@ const { values, positionals } = parseArgs({
     rounds: { type: "string", default: "9" },
     settle: { type: "string", default: "2000" },
     first: { type: "boolean", default: false },
+    cold: { type: "boolean", default: false },
   },
 });
 
 async function startOnce(argv: string[], settleMs: number, first: boolean) {
   const port = await freePort();
+  if (values.cold && !dropPageCache()) throw new Error("--cold: cannot drop the page cache (not root?)");
   const args = argv.slice(1).map((x) => x.replace("{port}", String(port)));
   const a = performance.now();
   const child = spawn(argv[0] as string, args, { stdio: "ignore", env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
