@@ -4,6 +4,8 @@
  *
  *   node bench/figure.ts streams [--runtime bun|node] [--n 200] [--executable dist/envd]
  *   node bench/figure.ts idle | roundtrip | transfer | throughput
+ *
+ * `--env NAME=VALUE` (repeatable) adds to the daemon's environment, e.g. an allocator option.
  */
 import { createClient } from "@connectrpc/connect";
 import { join } from "node:path";
@@ -25,12 +27,14 @@ const { values, positionals } = parseArgs({
     bytes: { type: "string" },
     executable: { type: "string" },
     settle: { type: "string", default: "10000" },
+    env: { type: "string", multiple: true, default: [] },
   },
 });
 const figure = positionals[0] ?? "streams";
 const runtime = values.runtime as Runtime;
 using user = createBenchUser();
-await using envd = await startDaemon({ runtime, ...(values.executable ? { executable: values.executable } : {}) });
+const env = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+await using envd = await startDaemon({ runtime, env, ...(values.executable ? { executable: values.executable } : {}) });
 const sbx = await envd.sandbox();
 const auth = { authorization: `Basic ${Buffer.from(`${user.name}:`).toString("base64")}` };
 await sleep(2000);
@@ -70,4 +74,5 @@ switch (figure) {
 }
 await sleep(Number(values.settle));
 const after = memoryOf(envd.pid);
-process.stdout.write(`${JSON.stringify({ figure, runtime, idle, result, after }, null, 1)}\n`);
+const heapLog = envd.logs.filter((l) => l.component === "heap");
+process.stdout.write(`${JSON.stringify({ figure, runtime, idle, result, after, heapLog }, null, 1)}\n`);

@@ -1,11 +1,11 @@
 /**
  * EnvdServer.quiet, which gates Bun's heap shrink (upkeep/heap-trimmer.ts): false while a response
  * is being written, while an upgraded socket is open and while an HTTP/2 connection is open; true
- * once every connection has answered what it carried.
+ * once every connection has answered what it carried. And a Connect call's end (endConnectCall).
  */
 import assert from "node:assert/strict";
-import { request, type ServerResponse } from "node:http";
-import http2 from "node:http2";
+import { Agent, request, type ServerResponse } from "node:http";
+import http2, { type Http2ServerResponse } from "node:http2";
 import net from "node:net";
 import { test } from "node:test";
 import { createLogger } from "./log.ts";
@@ -87,4 +87,42 @@ test("quiet: false while a response streams, an upgrade is open or an HTTP/2 con
   assert.equal(server.quiet, false, "an HTTP/2 connection is open");
   await new Promise<void>((r) => h2.close(() => r()));
   await until(() => server.quiet, "quiet once the HTTP/2 connection closed");
+});
+
+test("a Connect call completes once its response has finished (connect-node waits for an \"end\" that never comes)", async () => {
+  // connect-node's own writer, as every RPC response is written: it awaits "end" after res.end().
+  const { universalResponseToNodeResponse } = await import("@connectrpc/connect-node");
+  const settled: string[] = [];
+  const rpc = (_req: unknown, res: ServerResponse | Http2ServerResponse) => {
+    const body = (async function* () {
+      yield new Uint8Array([1, 2, 3]);
+    })();
+    universalResponseToNodeResponse({ status: 200, header: new Headers(), body }, res).then(
+      () => void settled.push("done"),
+      (err: unknown) => void settled.push(`failed: ${String(err)}`),
+    );
+  };
+  const shutdown = new AbortController();
+  await using server = new EnvdServer({ log, session: new Session(), router: new Router(log), rpc, rpcPrefixes: ["/rpc."], shutdownSignal: shutdown.signal });
+  const { port } = await server.listen(0, "127.0.0.1");
+  // A keep-alive connection that stays open after the response, as the SDKs keep theirs.
+  const agent = new Agent({ keepAlive: true });
+  try {
+    const bytes = await new Promise<number>((resolve, reject) => {
+      request({ host: "127.0.0.1", port, method: "POST", path: "/rpc.Test/Call", agent }, (res) => {
+        let n = 0;
+        res.on("data", (d: Buffer) => {
+          n += d.length;
+        });
+        res.on("end", () => resolve(n));
+      })
+        .on("error", reject)
+        .end();
+    });
+    assert.equal(bytes, 3);
+    await until(() => settled.length === 1, "connect's response writer to return");
+    assert.deepEqual(settled, ["done"]);
+  } finally {
+    agent.destroy();
+  }
 });

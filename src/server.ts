@@ -248,6 +248,7 @@ export class EnvdServer implements AsyncDisposable {
       return;
     }
     if (rpcPrefixes.some((p) => url.pathname.startsWith(p))) {
+      endConnectCall(res);
       rpc(req, res);
       return;
     }
@@ -261,3 +262,20 @@ export class EnvdServer implements AsyncDisposable {
     });
   }
 }
+
+/**
+ * connect-node (2.2.0) ends every response with `res.once("end", resolve); res.end()` and awaits
+ * that promise, but a server response never emits "end" (Node's or Bun's, HTTP/1.1 or HTTP/2: they
+ * emit "finish" and "close"), so every call's async handler stays pending for good. On Node that
+ * costs nothing once the response is unreachable. On Bun an HTTP/1.1 connection keeps its last
+ * request until the next one, and through the pending "end" listener the whole finished call
+ * (its generators, closures and buffers): with the SDK's 200 idle keep-alive connections after
+ * 200 commands, ~150,000 objects stayed alive (docs/benchmarks.md). Passing "finish" on as "end"
+ * lets the call complete and be collected.
+ */
+export function endConnectCall(res: ServerResponse | Http2ServerResponse): void {
+  res.once("finish", () => {
+    if (res.listenerCount("end") > 0) res.emit("end");
+  });
+}
+
