@@ -2,7 +2,7 @@
  * GET /files: download (docs/protocol.md §4.3). Ranges, conditional requests and gzip; the domain work
  * is in ../transfer, this file picks statuses and headers and streams the file with backpressure.
  */
-import { basename, extname } from "node:path";
+import { basename } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { Code, EnvdError } from "../errors.ts";
@@ -10,6 +10,7 @@ import { resolvePath } from "../fs/paths.ts";
 import { isIdentityRefused, negotiateEncoding } from "../transfer/accept-encoding.ts";
 import { chooseGzip, GZIP_LEVEL } from "../transfer/download-encoding.ts";
 import { contentDisposition } from "../transfer/content-disposition.ts";
+import { contentTypeOf } from "../transfer/content-type.ts";
 import { type OpenedFile, openForDownload, probeUnsized, readChunks } from "../transfer/download.ts";
 import { decideRange, evaluatePreconditions, ifRangeAllows } from "../transfer/preconditions.ts";
 import { authorize, type FilesDeps } from "./files-auth.ts";
@@ -50,10 +51,9 @@ export function getFiles(deps: FilesDeps): RouteHandler {
 
     res.setHeader("Vary", "Accept-Encoding");
     const head = req.method === "HEAD";
-    const mime = await loadMime();
     const describe = () => {
       res.setHeader("Content-Disposition", contentDisposition(basename(resolved)));
-      res.setHeader("Content-Type", contentTypeOf(mime, url.searchParams.get("path") ?? resolved));
+      res.setHeader("Content-Type", contentTypeOf(url.searchParams.get("path") ?? resolved));
       res.setHeader("Last-Modified", new Date(file.mtimeMs).toUTCString());
     };
 
@@ -146,17 +146,4 @@ async function send(
     deps.log.warn("download failed after the headers were sent", { path, err });
     ctx.res.destroy();
   }
-}
-
-type Mime = typeof import("mime-types");
-let mimeTypes: Promise<Mime> | undefined;
-/** mime-types builds its tables when loaded (~11 % of the daemon's start): load it on the first download. */
-function loadMime(): Promise<Mime> {
-  mimeTypes ??= import("mime-types").then((m) => (m as { default?: Mime }).default ?? m);
-  return mimeTypes;
-}
-
-function contentTypeOf(mime: Mime, path: string): string {
-  const ext = extname(path);
-  return (ext && mime.contentType(ext)) || "application/octet-stream";
 }

@@ -54,7 +54,7 @@ export function addRoutes(router: Router, deps: RouteDeps): Router {
   const files = { session, users: deps.users, log: deps.log.child({ component: "files" }) };
   return router
     .add("GET", "/health", getHealth(deps.flavor, (ctx) => deps.onHealth(ctx.req.socket as Socket | undefined)))
-    // /files and its dependencies (zlib, busboy, mime-types, tar) load on the first transfer
+    // /files and its dependencies (zlib, busboy, the Content-Type table, tar) load on the first transfer
     // (lazy-route.ts). A tar request (Accept/format, tar Content-Type) is answered by
     // files-tar.ts; any other by the ordinary handler, unchanged.
     .add(
