@@ -48,7 +48,7 @@ trap 'rm -f "$tmp" "$meta"' EXIT
 #   function and class names stay, so stack traces in the logs still say which function failed.
 #   No source map: it would add 1.6 MB for line numbers of a build nobody debugs on the target.
 # --splitting: what the daemon imports on first use (each Connect service with its descriptors,
-#   /files with zlib, busboy, mime-types) goes into chunks of its own, loaded when imported. In one
+#   /files with zlib, busboy, the Content-Type table) goes into chunks of its own, loaded when imported. In one
 #   chunk, the whole bundle's bytecode is loaded at start: 6 MiB more resident when idle.
 # --no-compile-autoload-dotenv / -bunfig: a compiled Bun program otherwise reads `.env` and
 #   `bunfig.toml` from its working directory at every start, into its own environment.

@@ -47,6 +47,16 @@ switch (parsed.kind) {
     if (shouldRunInit(config.lifecycle.reaper, process.env)) {
       process.exit(await runInit({ log: createLogger(config.logLevel).child({ component: "init" }), env: process.env }));
     }
+    // From here on a SIGTERM or SIGINT stops the daemon cleanly, also one that arrives while the
+    // daemon's modules load or while it is being built: it is remembered and acted on once the
+    // daemon exists (the default action would kill it, and a supervisor may signal at any time).
+    const early: string[] = [];
+    let onSignal = (signal: string): void => {
+      early.push(signal);
+    };
+    process.on("SIGTERM", () => onSignal("SIGTERM"));
+    process.on("SIGINT", () => onSignal("SIGINT"));
+    process.on("SIGPIPE", () => {});
     // Loaded only here, so the init above stays small (Bun: 24 instead of 51 MiB resident).
     const [{ createDaemon }, { LogShipper }] = await Promise.all([import("./daemon.ts"), import("./upkeep/log-shipper.ts")]);
     // In Firecracker the log lines also go to the host's collector (its address comes from MMDS).
@@ -59,31 +69,12 @@ switch (parsed.kind) {
     const env = { ...process.env };
     process.on("uncaughtException", (err) => log.error("uncaught exception", { err, stack: err.stack }));
     process.on("unhandledRejection", (err) => log.error("unhandled rejection", { err: String(err) }));
-    // The signal handlers go in before anything starts: a SIGTERM during start-up, or one sent the
-    // moment "listening" is read, must stop the daemon cleanly, not kill it with the default action.
+
     let daemon: Awaited<ReturnType<typeof createDaemon>> | undefined;
-    let stopRequested: string | undefined;
-    let stopping = false;
-    const stop = (signal: string) => {
-      // A second signal must not cut the shutdown short: children would be orphaned mid-way.
-      if (stopping || (daemon === undefined && stopRequested !== undefined)) {
-        log.info("already shutting down", { signal });
-        return;
-      }
-      if (daemon === undefined) {
-        stopRequested = signal; // acted on once the daemon is built
-        return;
-      }
-      stopping = true;
-      log.info("shutting down", { signal });
-      // Last resort if something hangs: the process table already SIGKILLs after its grace period.
-      // Deliberately ref'd: it also keeps the event loop alive until close() is done, because the
-      // shutdown waits on unref'd timers and Bun would otherwise exit 0 half-way, on an empty loop.
-      setTimeout(() => {
-        log.error("shutdown did not finish in time");
-        process.exit(1);
-      }, SHUTDOWN_WATCHDOG_MS);
-      daemon.close().then(
+    /** The first stop signal; set once, whether the daemon exists yet or not. */
+    let stopping: string | undefined;
+    const close = (d: NonNullable<typeof daemon>) =>
+      d.close().then(
         async () => {
           log.info("stopped");
           await shipper?.close(1_000);
@@ -94,10 +85,26 @@ switch (parsed.kind) {
           process.exit(1);
         },
       );
+    const stop = (signal: string) => {
+      // A second signal must not cut the shutdown short: children would be orphaned mid-way.
+      if (stopping !== undefined) {
+        log.info("already shutting down", { signal });
+        return;
+      }
+      stopping = signal;
+      log.info("shutting down", { signal, ...(daemon === undefined ? { duringStart: true } : {}) });
+      // Last resort if something hangs (also a start that never finishes): the process table
+      // already SIGKILLs after its grace period. Deliberately ref'd: it also keeps the event loop
+      // alive until close() is done, because the shutdown waits on unref'd timers and Bun would
+      // otherwise exit 0 half-way, on an empty loop.
+      setTimeout(() => {
+        log.error("shutdown did not finish in time");
+        process.exit(1);
+      }, SHUTDOWN_WATCHDOG_MS);
+      if (daemon !== undefined) void close(daemon); // else: closed as soon as it is built
     };
-    process.on("SIGTERM", () => stop("SIGTERM"));
-    process.on("SIGINT", () => stop("SIGINT"));
-    process.on("SIGPIPE", () => {});
+    onSignal = stop;
+    for (const signal of early) stop(signal);
     log.debug("starting", { version: ENVD_VERSION, pid: process.pid });
     daemon = await createDaemon(config, log, env, { logShipper: shipper }).catch((err: unknown) => {
       log.error("failed to start", { err: String(err) });
@@ -110,7 +117,7 @@ switch (parsed.kind) {
       runtime: typeof (globalThis as { Bun?: unknown }).Bun !== "undefined" ? "bun" : "node",
       pid: process.pid,
     });
-    if (stopRequested !== undefined) stop(stopRequested);
+    if (stopping !== undefined) void close(daemon);
     break;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * A route whose module is imported on its first request. /files needs multipart parsing, zlib,
- * mime-types, tar and the atomic writer: on Bun zlib alone is ~6 MiB of resident memory once
+ * the Content-Type table, tar and the atomic writer: on Bun zlib alone is ~6 MiB of resident memory once
  * imported, paid by every VM and snapshot whether or not it ever transfers a file. A failed
  * import answers 500 (through the router) and is tried again on the next request.
  */

@@ -231,7 +231,9 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
     async [Symbol.asyncDispose]() {
       const code = await stop();
       if (code !== 0) {
-        await Promise.race([closed, new Promise((r) => setTimeout(r, 1_000))]);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+        clearTimeout(timer);
         const last = logs.slice(-5).map((l) => JSON.stringify(l)).join("\n");
         throw new Error(`daemon exited with ${code ?? `signal ${exitSignal}`}: ${stderr.join("")}\nlast log lines:\n${last}`);
       }

@@ -24,7 +24,12 @@ async function terminateAt(runtime: Runtime, msg: string): Promise<{ code: numbe
   });
   const msgs: string[] = [];
   createInterface({ input: child.stdout }).on("line", (line) => {
-    const m = (JSON.parse(line) as { msg: string }).msg;
+    let m: string;
+    try {
+      m = (JSON.parse(line) as { msg: string }).msg;
+    } catch {
+      return; // not a log line
+    }
     msgs.push(m);
     if (m === msg) child.kill("SIGTERM");
   });
