@@ -20,7 +20,7 @@ import { createBenchUser, removeBenchUser } from "./lib/bench-user.ts";
 import { ensureOpenSsh, startOpenSsh } from "./lib/openssh.ts";
 import { sshdMemory } from "./figures/memory.ts";
 import { measureSpawnFloor, measureSshExec } from "./figures/round-trip.ts";
-import { buildBinary, measureBareStart, measureBinaryStart, measureCompiledBareStart } from "./figures/startup.ts";
+import { buildBinary, measureBareStart, measureCompiledStarts } from "./figures/startup.ts";
 import { measurePipeFloor, measureSshThroughput } from "./figures/throughput.ts";
 import { makeSourceFile, measureScp, measureSdkBare, measureTransferFloor } from "./figures/transfer.ts";
 import { type FuzzBurst, measureFuzzBurst } from "./figures/fuzz-burst.ts";
@@ -134,9 +134,8 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
       const failed = buildBinary(out);
       if (failed) binary = { unavailable: failed };
       else {
-        const startup = await measureBinaryStart(out, sizes.startups, sizes.idleSettleMs);
-        const bare = await measureCompiledBareStart(join(work, "bare-health"), sizes.startups, sizes.idleSettleMs);
-        binary = bare ? { startup, bare } : { startup };
+        // The binary and the bare server compiled the same way, started in turn.
+        binary = await measureCompiledStarts(out, join(work, "bare-health"), sizes.startups, sizes.idleSettleMs);
       }
     }
 
