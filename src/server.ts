@@ -278,4 +278,3 @@ export function endConnectCall(res: ServerResponse | Http2ServerResponse): void 
     if (res.listenerCount("end") > 0) res.emit("end");
   });
 }
-

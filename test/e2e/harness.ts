@@ -102,17 +102,20 @@ export interface Daemon extends AsyncDisposable {
   child: ChildProcess;
 }
 
-export async function startDaemon(options: StartOptions): Promise<Daemon> {
+/** The program, arguments and environment startDaemon runs the daemon with (any free port, loopback). */
+export function daemonCommand(options: StartOptions): { file: string; argv: string[]; env: Record<string, string> } {
   const flags = ["--port", "0", "--host", "127.0.0.1", "--isnotfc", ...(options.args ?? [])];
   const program = options.executable !== undefined ? [options.executable] : [join(BIN, options.runtime), join(ROOT, "src", "main.ts")];
   const [file, ...argv] = [...(options.wrap ?? []), ...program, ...flags] as [string, ...string[]];
-  const child = spawn(file, argv, {
-    cwd: options.cwd,
-    // ENVD_CLOCK_COMMAND, ENVD_CHRONYC_COMMAND: an /init in a test must never set this machine's clock
-    // or make its chrony step.
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ENVD_CHRONYC_COMMAND: "true", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  // ENVD_CLOCK_COMMAND, ENVD_CHRONYC_COMMAND: an /init in a test must never set this machine's clock
+  // or make its chrony step.
+  const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ENVD_CHRONYC_COMMAND: "true", ...options.env };
+  return { file, argv, env };
+}
+
+export async function startDaemon(options: StartOptions): Promise<Daemon> {
+  const { file, argv, env } = daemonCommand(options);
+  const child = spawn(file, argv, { cwd: options.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
   const logs: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   child.stderr?.on("data", (d: Buffer) => stderr.push(d.toString()));

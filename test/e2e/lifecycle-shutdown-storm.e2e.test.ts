@@ -5,23 +5,20 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Process } from "../../src/gen/process/process_pb.js";
-import { eventually, isSubreaper, ROOT, RUNTIMES, type Runtime, startDaemon } from "./harness.ts";
+import { daemonCommand, eventually, isSubreaper, RUNTIMES, type Runtime, startDaemon } from "./harness.ts";
 
 /**
  * Starts the daemon (debug log level) and sends SIGTERM as soon as it writes the log line `msg`.
  * Resolves with how it exited and its log messages.
  */
 async function terminateAt(runtime: Runtime, msg: string): Promise<{ code: number | null; signal: string | null; msgs: string[] }> {
-  const child = spawn(join(ROOT, "node_modules", ".bin", runtime), [join(ROOT, "src", "main.ts"), "--port", "0", "--host", "127.0.0.1", "--isnotfc", "--log-level", "debug"], {
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ENVD_CLOCK_COMMAND: "true", ENVD_CHRONYC_COMMAND: "true" },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const { file, argv, env } = daemonCommand({ runtime, args: ["--log-level", "debug"] });
+  const child = spawn(file, argv, { env, stdio: ["ignore", "pipe", "inherit"] });
   const msgs: string[] = [];
   createInterface({ input: child.stdout }).on("line", (line) => {
     let m: string;
