@@ -128,8 +128,8 @@ async function build(
   sweepLeftovers(stateDir, log.child({ component: "files" }));
   const watchers = store.add(new WatcherRegistry());
   const users = new UserDb();
-  // Awaited setup (controllers, groups, limits); the groups outlive the daemon, so nothing to dispose.
-  const cgroups = await createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
+  // Set up before listening (controllers, groups, limits); the groups outlive the daemon, so nothing to dispose.
+  const cgroups = createCgroups({ root: config.cgroupRoot, disabled: config.noCgroups, log: log.child({ component: "cgroups" }) });
   const processes = new ProcessManager({ session, log, daemonPath: path, cgroupOf: (kind) => cgroups.procsPath(kind), outputLog: extras.logShipper });
   store.add(
     toDisposable(async () => {

@@ -17,7 +17,7 @@ const log = createLogger("error", () => {});
 async function lifecycle() {
   const lc = parseLifecycleConfig({ forwardAddress: "192.0.2.1" }, { ENVD_MEMINFO_PATH: "/proc/meminfo", ENVD_DROP_CACHES_PATH: "/nonexistent/drop_caches" }, true);
   if ("error" in lc) throw new Error(lc.error);
-  const cgroups = await createCgroups({ root: "/nonexistent", disabled: true, log });
+  const cgroups = createCgroups({ root: "/nonexistent", disabled: true, log });
   const server = { connections: new Map<Socket, unknown>(), keepAlive: true, closeIdleConnections() {} };
   return createVmLifecycle({ lifecycle: lc, log, path: process.env.PATH ?? "", server, cgroups, setClock: async () => {} });
 }
