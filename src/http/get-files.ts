@@ -3,7 +3,8 @@
  * is in ../transfer, this file picks statuses and headers and streams the file with backpressure.
  */
 import { basename } from "node:path";
-import { pipeline } from "node:stream/promises";
+import type { Writable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { Code, EnvdError } from "../errors.ts";
 import { resolvePath } from "../fs/paths.ts";
@@ -11,7 +12,7 @@ import { isIdentityRefused, negotiateEncoding } from "../transfer/accept-encodin
 import { chooseGzip, GZIP_LEVEL } from "../transfer/download-encoding.ts";
 import { contentDisposition } from "../transfer/content-disposition.ts";
 import { contentTypeOf } from "../transfer/content-type.ts";
-import { type OpenedFile, openForDownload, probeUnsized, readChunks } from "../transfer/download.ts";
+import { type OpenedFile, openForDownload, probeUnsized, readChunks, writeRange } from "../transfer/download.ts";
 import { decideRange, evaluatePreconditions, ifRangeAllows } from "../transfer/preconditions.ts";
 import { authorize, type FilesDeps } from "./files-auth.ts";
 import { header } from "./headers.ts";
@@ -108,7 +109,13 @@ export function getFiles(deps: FilesDeps): RouteHandler {
     } else res.statusCode = 200;
     res.setHeader("Content-Length", end - start + 1);
     if (head) return void res.end();
-    return await send(deps, ctx, resolved, [readChunks(file.handle, start, end)]);
+    try {
+      await writeRange(file.handle, res as Writable, start, end, ctx.signal);
+      res.end();
+      await finished(res as Writable);
+    } catch (err) {
+      failedAfterHeaders(deps, ctx, resolved, err);
+    }
   };
 }
 
@@ -139,11 +146,16 @@ async function send(
   try {
     await (pipeline as (...streams: unknown[]) => Promise<void>)(...stages, ctx.res, { signal: ctx.signal });
   } catch (err) {
-    if (ctx.signal.aborted) {
-      deps.log.debug("download cut short by the client", { path, err });
-      return;
-    }
-    deps.log.warn("download failed after the headers were sent", { path, err });
-    ctx.res.destroy();
+    failedAfterHeaders(deps, ctx, path, err);
   }
+}
+
+/** A body that failed after the headers went out: only cutting the connection tells the client. */
+function failedAfterHeaders(deps: FilesDeps, ctx: RouteContext, path: string, err: unknown): void {
+  if (ctx.signal.aborted) {
+    deps.log.debug("download cut short by the client", { path, err });
+    return;
+  }
+  deps.log.warn("download failed after the headers were sent", { path, err });
+  ctx.res.destroy();
 }

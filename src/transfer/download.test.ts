@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, test } from "node:test";
 import { httpStatusOf } from "../errors.ts";
-import { openForDownload, probeUnsized, READ_CHUNK_BYTES, readChunks } from "./download.ts";
+import { openForDownload, probeUnsized, READ_CHUNK_BYTES, readChunks, writeRange } from "./download.ts";
 
 const root = mkdtempSync(join(tmpdir(), "envd-download-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -50,4 +52,60 @@ test("probeUnsized: undefined for an empty file, content for procfs", async () =
   await using p = await openForDownload("/proc/self/status");
   assert.equal(p.size, 0);
   assert.match((await probeUnsized(p.handle))?.toString() ?? "", /^Name:/);
+});
+
+/**
+ * A sink that, like a slow socket, holds each written buffer and copies it out 2 ms later. With
+ * a high-water mark above the chunk size its writes return true, so only the write callback says
+ * when a buffer may be reused.
+ */
+function slowSink(highWaterMark = 64 << 10): { sink: Writable; received: Buffer[] } {
+  const received: Buffer[] = [];
+  const sink = new Writable({
+    highWaterMark,
+    write(chunk: Buffer, _encoding, done) {
+      setTimeout(() => {
+        received.push(Buffer.from(chunk));
+        done();
+      }, 2);
+    },
+  });
+  return { sink, received };
+}
+
+test("writeRange: the exact bytes of the range through a sink that holds its buffers, recycled only when written", async () => {
+  const f = join(root, "ranged");
+  const data = randomBytes(READ_CHUNK_BYTES * 5 + 123);
+  writeFileSync(f, data);
+  await using file = await openForDownload(f);
+  for (const [start, end, highWaterMark] of [
+    [0, data.length - 1, 64 << 10],
+    [0, data.length - 1, 4 << 20],
+    [READ_CHUNK_BYTES - 3, READ_CHUNK_BYTES * 3 + 9, 4 << 20],
+    [5, 5, 64 << 10],
+    [0, data.length + 999, 64 << 10],
+  ] as const) {
+    const { sink, received } = slowSink(highWaterMark);
+    const n = await writeRange(file.handle, sink, start, end, new AbortController().signal);
+    await new Promise<void>((resolve) => sink.end(resolve));
+    const want = data.subarray(start, Math.min(end, data.length - 1) + 1);
+    assert.equal(n, want.length);
+    assert.ok(Buffer.concat(received).equals(want), `bytes ${start}-${end} differ`);
+  }
+});
+
+test("writeRange: stops with the abort reason; rejects when the sink closes before the end", async () => {
+  const f = join(root, "aborted");
+  writeFileSync(f, Buffer.alloc(READ_CHUNK_BYTES * 8, 1));
+  await using file = await openForDownload(f);
+  const controller = new AbortController();
+  const { sink } = slowSink();
+  const writing = writeRange(file.handle, sink, 0, READ_CHUNK_BYTES * 8 - 1, controller.signal);
+  controller.abort(new Error("client left"));
+  await assert.rejects(writing, /client left/);
+
+  const stuck = new Writable({ highWaterMark: 1, write() {} });
+  const closing = writeRange(file.handle, stuck, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal);
+  setImmediate(() => stuck.destroy());
+  await assert.rejects(closing, /closed before the body was written/);
 });

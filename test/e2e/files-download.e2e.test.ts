@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { request as http1Request } from "node:http";
+import { connect as http2Connect } from "node:http2";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
@@ -284,6 +286,65 @@ for (const runtime of RUNTIMES) {
       const mid = await envd.fetch(q({ path: big }), { headers: { range: `bytes=${20 << 20}-${(28 << 20) - 1}` } });
       assert.equal(mid.status, 206);
       assert.equal(sha256(Buffer.from(await mid.arrayBuffer())), sha256(data.subarray(20 << 20, 28 << 20)));
+    });
+
+    test("slow readers over HTTP/1.1 and HTTP/2 get the exact bytes (the daemon reuses its read buffers)", async () => {
+      const big = join(dir.path, "slow.bin");
+      const data = randomBytes(12 << 20);
+      writeFileSync(big, data);
+      const port = Number(new URL(envd.url).port);
+      const path = q({ path: big, username: user.name });
+      const range = { start: (3 << 20) + 7, end: (9 << 20) - 3 };
+      /** Reads in bursts of about 1 MiB with a 3 ms pause after each, so the daemon's writes queue up. */
+      const slowly = (body: NodeJS.ReadableStream & { pause(): void; resume(): void }) =>
+        new Promise<Buffer>((resolve, reject) => {
+          const parts: Buffer[] = [];
+          let burst = 0;
+          body.on("data", (chunk: Buffer) => {
+            parts.push(chunk);
+            burst += chunk.length;
+            if (burst < 1 << 20) return;
+            burst = 0;
+            body.pause();
+            setTimeout(() => body.resume(), 3);
+          });
+          body.once("end", () => resolve(Buffer.concat(parts)));
+          body.once("error", reject);
+        });
+      const viaHttp1 = (headers: Record<string, string>) =>
+        new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+          const req = http1Request({ host: "127.0.0.1", port, path, headers: { ...IDENTITY, ...headers } }, (res) =>
+            slowly(res).then((body) => resolve({ status: res.statusCode ?? 0, body }), reject),
+          );
+          req.once("error", reject);
+          req.end();
+        });
+      const session = http2Connect(`http://127.0.0.1:${port}`);
+      try {
+        const viaHttp2 = (headers: Record<string, string>) =>
+          new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+            const stream = session.request({ ":path": path, ...IDENTITY, ...headers });
+            let status = 0;
+            stream.once("response", (h) => {
+              status = Number(h[":status"]);
+            });
+            slowly(stream).then((body) => resolve({ status, body }), reject);
+            stream.once("error", reject);
+          });
+        for (const [name, get] of [
+          ["HTTP/1.1", viaHttp1],
+          ["HTTP/2", viaHttp2],
+        ] as const) {
+          const whole = await get({});
+          assert.equal(whole.status, 200, name);
+          assert.equal(sha256(whole.body), sha256(data), `${name}: whole file`);
+          const part = await get({ range: `bytes=${range.start}-${range.end}` });
+          assert.equal(part.status, 206, name);
+          assert.equal(sha256(part.body), sha256(data.subarray(range.start, range.end + 1)), `${name}: range`);
+        }
+      } finally {
+        session.close();
+      }
     });
 
     test("a client that leaves mid-download costs nothing: the daemon serves the next request", async () => {
