@@ -270,9 +270,10 @@ export function buildRows(r: Results): Row[] {
         const t = need(run.transfer);
         const v = t[`${dir}MBps`];
         const clientCpu = t.clientCpuPerGiB?.[dir];
+        const daemonCpu = t.daemonCpuPerGiB?.[dir];
         return {
           value: mbps(v),
-          ratio: `${pct(v / transferFloor)} floor${clientCpu !== undefined ? `; client CPU s/GiB ${f1(clientCpu)}` : ""}`,
+          ratio: `${pct(v / transferFloor)} floor${clientCpu !== undefined ? `; CPU s/GiB ${daemonCpu !== undefined ? `daemon ${f1(daemonCpu)}, ` : ""}client ${f1(clientCpu)}` : ""}`,
           met: v >= 0.6 * transferFloor && (peer ? v > peer.scp[`${dir}MBps`] : true),
         };
       }),
@@ -291,7 +292,7 @@ export function buildRows(r: Results): Row[] {
       if (isUnavailable(b)) throw new Missing(b);
       return {
         value: `${mbps(b.uploadMBps)} / ${mbps(b.downloadMBps)}`,
-        ratio: `client CPU s/GiB ${f1(b.clientCpuPerGiB.upload)} / ${f1(b.clientCpuPerGiB.download)}`,
+        ratio: `CPU s/GiB up / down:${b.serverCpuPerGiB ? ` server ${f1(b.serverCpuPerGiB.upload)} / ${f1(b.serverCpuPerGiB.download)},` : ""} client ${f1(b.clientCpuPerGiB.upload)} / ${f1(b.clientCpuPerGiB.download)}`,
         met: undefined,
       };
     }),

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Sandbox } from "e2b";
 import { ROOT, type Runtime } from "../../test/e2e/harness.ts";
-import { freePort, median, memoryOf, PeakSampler, sleep, timeOnce } from "../lib/measure.ts";
+import { cpuSecondsOf, freePort, median, memoryOf, PeakSampler, sleep, timeOnce } from "../lib/measure.ts";
 
 const BARE_FILES = join(fileURLToPath(new URL("../lib/", import.meta.url)), "bare-files.ts");
 
@@ -89,6 +89,8 @@ export interface SdkBareTransfer {
   downloadMBps: number;
   /** CPU seconds of the SDK's process (this one) per GiB moved, each way. */
   clientCpuPerGiB: { upload: number; download: number };
+  /** CPU seconds of the server per GiB moved, each way. */
+  serverCpuPerGiB?: { upload: number; download: number };
 }
 
 /**
@@ -108,8 +110,13 @@ export async function measureSdkBare(runtime: Runtime, src: string, remote: stri
       await sleep(20);
     }
     const sbx = await Sandbox.create({ debug: true, sandboxUrl: url });
-    const { up, down, cpu } = await sdkRoundTrips(sbx, { src, remote, local, bytes, reps });
-    return { uploadMBps: median(up), downloadMBps: median(down), clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) } };
+    const { up, down, cpu, serverCpu } = await sdkRoundTrips(sbx, { serverPid: server.pid as number, src, remote, local, bytes, reps });
+    return {
+      uploadMBps: median(up),
+      downloadMBps: median(down),
+      clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) },
+      serverCpuPerGiB: { upload: median(serverCpu.upload), download: median(serverCpu.download) },
+    };
   } finally {
     server.kill("SIGTERM");
     await exited;
@@ -120,37 +127,43 @@ const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
 
 /**
  * `reps` SDK round trips of `src`: `files.write` from a ReadableStream to `remote`, then
- * `files.read` as a stream into `local`; MB/s and this process's CPU per GiB of each, sizes checked.
+ * `files.read` as a stream into `local`; MB/s, and this process's and the server's CPU per GiB of
+ * each, sizes checked.
  * Both files are removed after each round, so every upload creates its file (replacing a 1 GiB file
  * costs more than the upload: docs/benchmarks.md).
  */
 async function sdkRoundTrips(
   sbx: Sandbox,
-  o: { user?: string; src: string; remote: string; local: string; bytes: number; reps: number },
-): Promise<{ up: number[]; down: number[]; cpu: { upload: number[]; download: number[] } }> {
+  o: { serverPid: number; user?: string; src: string; remote: string; local: string; bytes: number; reps: number },
+): Promise<{ up: number[]; down: number[]; cpu: { upload: number[]; download: number[] }; serverCpu: { upload: number[]; download: number[] } }> {
   const up: number[] = [];
   const down: number[] = [];
   const cpu = { upload: [] as number[], download: [] as number[] };
+  const serverCpu = { upload: [] as number[], download: [] as number[] };
   const as = o.user !== undefined ? { user: o.user } : {};
   const gib = o.bytes / 2 ** 30;
   for (let i = 0; i < o.reps; i++) {
     let c = process.cpuUsage();
+    let sc = cpuSecondsOf(o.serverPid);
     let a = performance.now();
     await sbx.files.write(o.remote, Readable.toWeb(createReadStream(o.src)) as ReadableStream, { ...as, requestTimeoutMs: 0 });
     up.push(o.bytes / 1e6 / ((performance.now() - a) / 1000));
     cpu.upload.push(cpuSeconds(process.cpuUsage(c)) / gib);
+    serverCpu.upload.push((cpuSecondsOf(o.serverPid) - sc) / gib);
     if (statSync(o.remote).size !== o.bytes) throw new Error("upload is short");
     c = process.cpuUsage();
+    sc = cpuSecondsOf(o.serverPid);
     a = performance.now();
     const stream = await sbx.files.read(o.remote, { ...as, format: "stream", requestTimeoutMs: 0 });
     await pipeline(Readable.fromWeb(stream as never), createWriteStream(o.local) as Writable);
     down.push(o.bytes / 1e6 / ((performance.now() - a) / 1000));
     cpu.download.push(cpuSeconds(process.cpuUsage(c)) / gib);
+    serverCpu.download.push((cpuSecondsOf(o.serverPid) - sc) / gib);
     if (statSync(o.local).size !== o.bytes) throw new Error("download is short");
     rmSync(o.local, { force: true });
     rmSync(o.remote, { force: true });
   }
-  return { up, down, cpu };
+  return { up, down, cpu, serverCpu };
 }
 
 export interface OursTransfer {
@@ -158,6 +171,8 @@ export interface OursTransfer {
   downloadMBps: number;
   /** CPU seconds of the SDK's process (this one) per GiB moved, each way. */
   clientCpuPerGiB?: { upload: number; download: number };
+  /** CPU seconds of the daemon per GiB moved by the SDK, each way. */
+  daemonCpuPerGiB?: { upload: number; download: number };
   /** The daemon with curl as the client (identity encoding), or why not. */
   curl: { uploadMBps: number; downloadMBps: number } | { unavailable: string };
   /** Peak RSS during the transfers minus RSS before them, MiB. */
@@ -193,7 +208,7 @@ export async function measureOursTransfer(
 ): Promise<OursTransfer> {
   const before = memoryOf(pid).rssMiB;
   const sampler = new PeakSampler(pid, 20);
-  const { up, down, cpu } = await sdkRoundTrips(sbx, { user, src, remote, local, bytes, reps });
+  const { up, down, cpu, serverCpu } = await sdkRoundTrips(sbx, { serverPid: pid, user, src, remote, local, bytes, reps });
   const { peakMiB } = sampler.stop();
   const curl = await measureCurlTransfer(url, user, src, remote, bytes);
   rmSync(remote, { force: true });
@@ -201,6 +216,7 @@ export async function measureOursTransfer(
     uploadMBps: median(up),
     downloadMBps: median(down),
     clientCpuPerGiB: { upload: median(cpu.upload), download: median(cpu.download) },
+    daemonCpuPerGiB: { upload: median(serverCpu.upload), download: median(serverCpu.download) },
     curl,
     rssGrowthMiB: peakMiB - before,
     peakRssMiB: peakMiB,
