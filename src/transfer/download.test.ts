@@ -94,7 +94,7 @@ test("writeRange: the exact bytes of the range through a sink that holds its buf
   }
 });
 
-test("writeRange: stops with the abort reason; rejects when the sink closes before the end", async () => {
+test("writeRange: stops with the abort reason; rejects when the sink fails or closes before the end", async () => {
   const f = join(root, "aborted");
   writeFileSync(f, Buffer.alloc(READ_CHUNK_BYTES * 8, 1));
   await using file = await openForDownload(f);
@@ -103,6 +103,16 @@ test("writeRange: stops with the abort reason; rejects when the sink closes befo
   const writing = writeRange(file.handle, sink, 0, READ_CHUNK_BYTES * 8 - 1, controller.signal);
   controller.abort(new Error("client left"));
   await assert.rejects(writing, /client left/);
+
+  // A write that fails while writeRange is reading (its writes return true, so no drain is
+  // awaited): the error comes back as the rejection, not as an unheard "error" event.
+  const broken = new Writable({
+    highWaterMark: 4 << 20,
+    write(_chunk, _encoding, done) {
+      setImmediate(() => done(new Error("disk on fire")));
+    },
+  });
+  await assert.rejects(writeRange(file.handle, broken, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal), /disk on fire/);
 
   const stuck = new Writable({ highWaterMark: 1, write() {} });
   const closing = writeRange(file.handle, stuck, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal);

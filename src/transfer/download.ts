@@ -83,19 +83,30 @@ export async function* readChunks(handle: FileHandle, start: number, end?: numbe
  */
 export async function writeRange(handle: FileHandle, out: Writable, start: number, end: number, signal: AbortSignal): Promise<number> {
   const pool: Buffer[] = [];
+  // An "error" while no drain is awaited (a failed write reports through its callback and the
+  // event) must not go unheard: an unheard "error" event kills the process. The listener stays
+  // for the response's life, so a late one after we return is heard too.
+  const failures: unknown[] = [];
+  out.on("error", (err: unknown) => {
+    if (failures.length === 0) failures.push(err);
+  });
   let position = start;
   while (position <= end) {
     signal.throwIfAborted();
+    if (failures.length > 0) throw failures[0];
     const want = Math.min(READ_CHUNK_BYTES, end + 1 - position);
     const buffer = pool.pop() ?? Buffer.allocUnsafe(READ_CHUNK_BYTES);
     const { bytesRead } = await handle.read(buffer, 0, want, position);
+    if (failures.length > 0) throw failures[0];
     if (bytesRead === 0) break;
     position += bytesRead;
     const written = out.write(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead), (err) => {
       if (!err) pool.push(buffer);
     });
-    if (!written) await drained(out, signal);
+    // A failed write also closes `out`: report the failure, not the close.
+    if (!written) await drained(out, signal).catch((err: unknown) => Promise.reject(failures.length > 0 ? failures[0] : err));
   }
+  if (failures.length > 0) throw failures[0];
   return position - start;
 }
 
