@@ -110,7 +110,14 @@ export function getFiles(deps: FilesDeps): RouteHandler {
     res.setHeader("Content-Length", end - start + 1);
     if (head) return void res.end();
     try {
-      await writeRange(file.handle, res as Writable, start, end, ctx.signal);
+      const written = await writeRange(file.handle, res as Writable, start, end, ctx.signal);
+      if (written !== end - start + 1) {
+        // The file shrank: ending now would leave an HTTP/1.1 client waiting for the promised
+        // length (and misreading the next response), and an HTTP/2 client taking a short body as
+        // whole. Cutting the connection (HTTP/2: resetting the stream with an error) tells it.
+        deps.log.warn("file shrank during the download; connection cut", { path: resolved, sent: written, promised: end - start + 1 });
+        return void res.destroy(new Error("the file shrank during the download"));
+      }
       res.end();
       await finished(res as Writable);
     } catch (err) {
@@ -150,12 +157,15 @@ async function send(
   }
 }
 
-/** A body that failed after the headers went out: only cutting the connection tells the client. */
+/**
+ * A body that failed after the headers went out: only cutting the connection tells the client,
+ * with an error (an HTTP/2 stream destroyed without one is reset with NO_ERROR, which a client
+ * takes for a complete body). Also when the signal aborted: the client left, or the daemon is
+ * shutting down, and the response must not keep its connection busy until the shutdown's drain
+ * gives up on it.
+ */
 function failedAfterHeaders(deps: FilesDeps, ctx: RouteContext, path: string, err: unknown): void {
-  if (ctx.signal.aborted) {
-    deps.log.debug("download cut short by the client", { path, err });
-    return;
-  }
-  deps.log.warn("download failed after the headers were sent", { path, err });
-  ctx.res.destroy();
+  if (ctx.signal.aborted) deps.log.debug("download cut short", { path, err });
+  else deps.log.warn("download failed after the headers were sent", { path, err });
+  ctx.res.destroy(err instanceof Error ? err : new Error(String(err)));
 }

@@ -107,6 +107,8 @@ export async function writeRange(handle: FileHandle, out: Writable, start: numbe
     if (!written) await drained(out, signal).catch((err: unknown) => Promise.reject(failures.length > 0 ? failures[0] : err));
   }
   if (failures.length > 0) throw failures[0];
+  // Aborted during the last read (the response closed): the caller must not end or await it.
+  signal.throwIfAborted();
   return position - start;
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmodSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { request as http1Request } from "node:http";
 import { connect as http2Connect } from "node:http2";
 import { join } from "node:path";
@@ -345,6 +345,57 @@ for (const runtime of RUNTIMES) {
       } finally {
         session.close();
       }
+    });
+
+    test("a file that shrinks during the download: the connection is cut (HTTP/1.1 and HTTP/2), not left waiting for the promised length", async () => {
+      const port = Number(new URL(envd.url).port);
+      const size = 64 << 20;
+      /** Takes the first chunk, shrinks the file to 1 MiB, then reads on: how many bytes came, and whether the body was complete. */
+      const shrinking = (path: string, body: NodeJS.ReadableStream & { pause(): void; resume(): void }, complete: () => boolean) =>
+        new Promise<{ bytes: number; complete: boolean }>((resolve) => {
+          let bytes = 0;
+          let shrunk = false;
+          body.on("data", (chunk: Buffer) => {
+            bytes += chunk.length;
+            if (shrunk) return;
+            shrunk = true;
+            truncateSync(path, 1 << 20);
+          });
+          body.once("error", () => {});
+          body.once("close", () => resolve({ bytes, complete: complete() }));
+        });
+      for (const protocol of ["HTTP/1.1", "HTTP/2"] as const) {
+        const path = join(dir.path, `shrinking-${protocol === "HTTP/2" ? 2 : 1}.bin`);
+        writeFileSync(path, Buffer.alloc(size, 3));
+        const query = q({ path, username: user.name });
+        let got: { bytes: number; complete: boolean };
+        if (protocol === "HTTP/1.1") {
+          got = await new Promise((resolve, reject) => {
+            const req = http1Request({ host: "127.0.0.1", port, path: query, headers: IDENTITY }, (res) => {
+              assert.equal(res.headers["content-length"], String(size));
+              shrinking(path, res, () => res.complete).then(resolve, reject);
+            });
+            req.once("error", () => {});
+            // Without the cut, the client would wait for the promised length for ever.
+            req.setTimeout(10_000, () => reject(new Error("HTTP/1.1: the short body was neither ended nor cut within 10 s")));
+            req.end();
+          });
+        } else {
+          const session = http2Connect(`http://127.0.0.1:${port}`);
+          session.on("error", () => {});
+          try {
+            const stream = session.request({ ":path": query, ...IDENTITY });
+            stream.setTimeout(10_000, () => stream.destroy(new Error("HTTP/2: the short body was neither ended nor cut within 10 s")));
+            got = await shrinking(path, stream, () => stream.rstCode === 0 && stream.readableEnded);
+          } finally {
+            session.close();
+          }
+        }
+        assert.ok(got.bytes < size, `${protocol}: ${got.bytes} bytes of ${size}`);
+        assert.equal(got.complete, false, `${protocol}: the client can tell the body is short`);
+      }
+      const again = await envd.fetch(q({ path: file }), { headers: IDENTITY });
+      assert.equal(await again.text(), content);
     });
 
     test("a client that leaves mid-download costs nothing: the daemon serves the next request", async () => {
