@@ -6,10 +6,14 @@ import { httpStatusOf } from "../errors.ts";
 
 export type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** `{"code": <status>, "message": "…"}` with nosniff, as E2B envd answers REST errors. */
+/**
+ * `{"code": <status>, "message": "…"}` with nosniff, as E2B envd answers REST errors. After the
+ * headers went out, the response is cut with an error instead: an HTTP/2 stream destroyed without
+ * one is reset with NO_ERROR, which a client takes for a complete body.
+ */
 export function writeJsonError(res: AnyResponse, status: number, message: string): void {
   if (res.headersSent) {
-    res.destroy();
+    res.destroy(new Error(message));
     return;
   }
   const body = JSON.stringify({ code: status, message });
