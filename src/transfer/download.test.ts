@@ -94,7 +94,7 @@ test("writeRange: the exact bytes of the range through a sink that holds its buf
   }
 });
 
-test("writeRange: stops with the abort reason; rejects when the sink fails or closes before the end", async () => {
+test("writeRange: stops with the abort reason; rejects when the sink fails or closes before the end", { timeout: 30_000 }, async () => {
   const f = join(root, "aborted");
   writeFileSync(f, Buffer.alloc(READ_CHUNK_BYTES * 8, 1));
   await using file = await openForDownload(f);
@@ -114,8 +114,21 @@ test("writeRange: stops with the abort reason; rejects when the sink fails or cl
   });
   await assert.rejects(writeRange(file.handle, broken, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal), /disk on fire/);
 
-  const stuck = new Writable({ highWaterMark: 1, write() {} });
+  // Closed before the first write (already destroyed when a drain would be awaited) ...
+  const gone = new Writable({ highWaterMark: 1, write() {} });
+  const early = writeRange(file.handle, gone, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal);
+  gone.destroy();
+  await assert.rejects(early, /closed before the body was written/);
+  // ... and while a drain is awaited: the first write never completes, the sink closes 5 ms later.
+  let waiting = false;
+  const stuck: Writable = new Writable({
+    highWaterMark: 1,
+    write() {
+      waiting = true;
+      setTimeout(() => stuck.destroy(), 5);
+    },
+  });
   const closing = writeRange(file.handle, stuck, 0, READ_CHUNK_BYTES * 8 - 1, new AbortController().signal);
-  setImmediate(() => stuck.destroy());
   await assert.rejects(closing, /closed before the body was written/);
+  assert.ok(waiting, "the sink was written to before it closed");
 });
