@@ -17,6 +17,7 @@ import { type FanoutLimits, OutputFanout } from "./output-fanout.ts";
 import type { OutputOffsets, OutputStream } from "./output-history.ts";
 import type { Subscription } from "./output-subscription.ts";
 import { type PtyChild, spawnPty } from "./pty.ts";
+import { waitForDrain } from "../sys/wait-drain.ts";
 
 export interface ProcessConfigInfo {
   cmd: string;
@@ -210,7 +211,7 @@ export class ProcessHandle {
       throw inputStateError(this.#status ? "ended" : "stdin-closed");
     }
     if (data.byteLength === 0) return;
-    if (!stdin.write(data)) await waitDrain(stdin, signal);
+    if (!stdin.write(data)) await waitForDrain(stdin, signal, () => inputStateError("stdin-closed-while-writing"));
   }
 
   /** Writes to the terminal (PTY processes only). */
@@ -325,22 +326,4 @@ export class ProcessHandle {
     this.output.end(info);
     this.#resolveExited(info);
   }
-}
-
-function waitDrain(stream: NodeJS.WritableStream, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: unknown) => {
-      stream.off("drain", onDrain);
-      stream.off("close", onClose);
-      signal?.removeEventListener("abort", onAbort);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => done();
-    const onClose = () => done(inputStateError("stdin-closed-while-writing"));
-    const onAbort = () => done(signal?.reason ?? new EnvdError(Code.Canceled, "write cancelled"));
-    stream.on("drain", onDrain);
-    stream.on("close", onClose);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

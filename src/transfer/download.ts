@@ -7,6 +7,7 @@ import { constants } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { Code, EnvdError, fromNodeError } from "../errors.ts";
+import { waitForDrain } from "../sys/wait-drain.ts";
 import { noteTransferred } from "./gc-pacer.ts";
 import { makeEtag } from "./preconditions.ts";
 
@@ -104,7 +105,7 @@ export async function writeRange(handle: FileHandle, out: Writable, start: numbe
       if (!err) pool.push(buffer);
     });
     // A failed write also closes `out`: report the failure, not the close.
-    if (!written) await drained(out, signal).catch((err: unknown) => Promise.reject(failures.length > 0 ? failures[0] : err));
+    if (!written) await waitForDrain(out, signal, responseClosed).catch((err: unknown) => Promise.reject(failures.length > 0 ? failures[0] : err));
   }
   if (failures.length > 0) throw failures[0];
   // Aborted during the last read (the response closed): the caller must not end or await it.
@@ -112,28 +113,7 @@ export async function writeRange(handle: FileHandle, out: Writable, start: numbe
   return position - start;
 }
 
-/** Resolves on "drain"; rejects when `out` closes or fails first, or on `signal`. */
-function drained(out: Writable, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  if (out.destroyed) return Promise.reject(new Error("the response closed before the body was written"));
-  return new Promise((resolve, reject) => {
-    const settle = (err?: unknown) => {
-      out.off("drain", onDrain);
-      out.off("close", onClose);
-      out.off("error", settle);
-      signal.removeEventListener("abort", onAbort);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onDrain = () => settle();
-    const onClose = () => settle(new Error("the response closed before the body was written"));
-    const onAbort = () => settle(signal.reason);
-    out.once("drain", onDrain);
-    out.once("close", onClose);
-    out.once("error", settle);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
+const responseClosed = () => new Error("the response closed before the body was written");
 
 /**
  * For a file whose fstat size is 0: the first chunk, or undefined when it is really empty.
