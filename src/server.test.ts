@@ -126,3 +126,49 @@ test("a Connect call completes once its response has finished (connect-node wait
     agent.destroy();
   }
 });
+
+test("admission: /health never waits; a request whose client left while it waited is dropped; the others run when let in", async () => {
+  // An admission that holds every request until the test lets them in, as a burst would.
+  const held: (() => void)[] = [];
+  const admission = { admit: (handle: () => void) => void held.push(handle), get waiting() { return held.length; } };
+  const ran: string[] = [];
+  const router = new Router(log)
+    .add("GET", "/health", ({ res }) => {
+      res.statusCode = 204;
+      res.end();
+    })
+    .add("GET", "/work", ({ req, res }) => {
+      ran.push(String(req.headers["x-name"]));
+      res.end("done");
+    });
+  const shutdown = new AbortController();
+  await using server = new EnvdServer({ log, session: new Session(), router, rpc: () => {}, rpcPrefixes: [], shutdownSignal: shutdown.signal, admission });
+  const { port } = await server.listen(0, "127.0.0.1");
+  const get = (path: string, name: string) => {
+    const req = request({ host: "127.0.0.1", port, path, agent: false, headers: { "x-name": name } });
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      req.on("response", (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+    });
+    req.end();
+    return { req, answer };
+  };
+
+  const left = get("/work", "left");
+  left.answer.catch(() => {});
+  const stays = get("/work", "stays");
+  await until(() => held.length === 2, "both requests to wait");
+  assert.equal((await get("/health", "probe").answer).status, 204, "answered while two requests wait");
+
+  left.req.destroy();
+  await until(() => server.connections.size === 1, "the server to see the first client leave");
+  for (const handle of held.splice(0)) handle();
+  assert.deepEqual(await stays.answer, { status: 200, body: "done" });
+  assert.deepEqual(ran, ["stays"], "the request whose client left was never handled");
+});

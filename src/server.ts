@@ -9,6 +9,7 @@ import net, { type AddressInfo, type Socket } from "node:net";
 import type { Flavor } from "./control/vm-config.ts";
 import type { Logger } from "./log.ts";
 import { isAllowed, UNAUTHORIZED_MESSAGE } from "./http/access-gate.ts";
+import { type Admission, createAdmission } from "./http/admission.ts";
 import { applyCors } from "./http/cors.ts";
 import { header } from "./http/headers.ts";
 import { writeJsonError } from "./http/respond.ts";
@@ -30,6 +31,8 @@ export interface ServerDeps {
   shutdownSignal: AbortSignal;
   /** Decides which routes the access-token gate exempts (http/auth-table.ts). */
   flavor?: Flavor;
+  /** When a request is handled (http/admission.ts); a test passes its own. */
+  admission?: Admission;
 }
 
 const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -54,9 +57,12 @@ export class EnvdServer implements AsyncDisposable {
    */
   keepAlive = true;
   #stopped: Promise<void> | undefined;
+  /** Requests in a burst are handled one per event-loop turn once a turn's budget is spent (http/admission.ts). */
+  readonly #admission: Admission;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
+    this.#admission = deps.admission ?? createAdmission();
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       this.#handle(req, res);
     this.#handler = handler;
@@ -236,7 +242,7 @@ export class EnvdServer implements AsyncDisposable {
   }
 
   #handle(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void {
-    const { log, session, router, rpc, rpcPrefixes, shutdownSignal } = this.#deps;
+    const { session } = this.#deps;
     if (req.httpVersionMajor === 1) this.#track(req.socket as Socket, res);
     if (!this.keepAlive && req.httpVersionMajor === 1) res.setHeader("Connection", "close");
     if (applyCors(req, res)) return;
@@ -247,6 +253,26 @@ export class EnvdServer implements AsyncDisposable {
       writeJsonError(res, 401, UNAUTHORIZED_MESSAGE);
       return;
     }
+    // The liveness probe never waits behind a burst: it is how the host tells a busy daemon from a dead one.
+    if (method === "GET" && url.pathname === "/health") {
+      this.#route(req, res, url);
+      return;
+    }
+    // A request whose client went away while it waited for its turn is dropped: nobody is there
+    // to answer, and a Start nobody will read must not run.
+    let gone = false;
+    const onGone = () => {
+      gone = true;
+    };
+    res.once("close", onGone);
+    this.#admission.admit(() => {
+      res.off("close", onGone);
+      if (!gone) this.#route(req, res, url);
+    });
+  }
+
+  #route(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse, url: URL): void {
+    const { log, router, rpc, rpcPrefixes, shutdownSignal } = this.#deps;
     if (rpcPrefixes.some((p) => url.pathname.startsWith(p))) {
       endConnectCall(res);
       rpc(req, res);
