@@ -172,3 +172,59 @@ test("admission: /health never waits; a request whose client left while it waite
   assert.deepEqual(await stays.answer, { status: 200, body: "done" });
   assert.deepEqual(ran, ["stays"], "the request whose client left was never handled");
 });
+
+test("idle HTTP/1.1 connections close after idleTimeoutMs, never while a response is in flight; no Keep-Alive header", async () => {
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const router = new Router(log)
+    .add("GET", "/health", ({ res }) => {
+      res.statusCode = 204;
+      res.end();
+    })
+    .add("GET", "/held", async ({ res }) => {
+      (res as ServerResponse).writeHead(200, { "content-length": "4" });
+      (res as ServerResponse).write("do");
+      await held;
+      res.end("ne");
+    });
+  const shutdown = new AbortController();
+  await using server = new EnvdServer({ log, session: new Session(), router, rpc: () => {}, rpcPrefixes: [], shutdownSignal: shutdown.signal, idleTimeoutMs: 150 });
+  const { port } = await server.listen(0, "127.0.0.1");
+  const open = async () => {
+    const socket = net.connect(port, "127.0.0.1");
+    await new Promise<void>((r, reject) => socket.once("connect", () => r()).once("error", reject));
+    const state = { text: "", closed: false };
+    socket.on("data", (d: Buffer) => {
+      state.text += d.toString("latin1");
+    });
+    socket.on("close", () => {
+      state.closed = true;
+    });
+    return { socket, state };
+  };
+
+  // A connection that never sends anything is closed.
+  const silent = await open();
+  await until(() => silent.state.closed, "the silent connection to close");
+
+  // A response held for several idle periods keeps its connection; once answered, it closes.
+  const busy = await open();
+  busy.socket.write("GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+  await until(() => busy.state.text.includes("\r\n\r\n"), "the held response's head");
+  const heldSince = Date.now();
+  while (Date.now() - heldSince < 600) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(busy.state.closed, false, "closed while its response was in flight");
+  release();
+  await until(() => busy.state.text.endsWith("done"), "the held response's body");
+  await until(() => busy.state.closed, "the answered connection to close once idle");
+
+  // Answers carry no Keep-Alive header (Go envd sends none; fetch keeps idle connections 4 s then).
+  const probe = await open();
+  probe.socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+  await until(() => probe.state.text.includes("\r\n\r\n"), "the /health answer");
+  assert.match(probe.state.text, /^HTTP\/1\.1 204/);
+  assert.doesNotMatch(probe.state.text, /^keep-alive:/im);
+  probe.socket.destroy();
+});

@@ -33,6 +33,8 @@ export interface ServerDeps {
   flavor?: Flavor;
   /** When a request is handled (http/admission.ts); a test passes its own. */
   admission?: Admission;
+  /** Idle HTTP/1.1 connections are closed after this long (default 640 s; tests pass less). */
+  idleTimeoutMs?: number;
 }
 
 const IS_BUN = typeof (globalThis as { Bun?: unknown }).Bun !== "undefined";
@@ -41,6 +43,8 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 const SHUTDOWN_DRAIN_MS = 1_000;
 /** Idle time before the first TCP keepalive probe on an accepted connection. */
 const TCP_KEEPALIVE_MS = 30_000;
+/** An HTTP/1.1 connection that carries no request for this long is closed (Go envd's IdleTimeout). */
+const IDLE_TIMEOUT_MS = 640_000;
 
 export class EnvdServer implements AsyncDisposable {
   readonly #deps: ServerDeps;
@@ -59,16 +63,22 @@ export class EnvdServer implements AsyncDisposable {
   #stopped: Promise<void> | undefined;
   /** Requests in a burst are handled one per event-loop turn once a turn's budget is spent (http/admission.ts). */
   readonly #admission: Admission;
+  readonly #idleTimeoutMs: number;
 
   constructor(deps: ServerDeps) {
     this.#deps = deps;
     this.#admission = deps.admission ?? createAdmission();
+    this.#idleTimeoutMs = deps.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     const handler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) =>
       this.#handle(req, res);
     this.#handler = handler;
     this.#h1 = http.createServer(
       {
-        keepAliveTimeout: 640_000,
+        // No `Keep-Alive: timeout=` header, as Go envd sends none: the SDK's fetch then closes a
+        // connection it no longer uses after its own 4 s, where an advertised 640 s made it keep
+        // every connection of a burst open for ten minutes. The server side's idle limit is ours
+        // (#accept, #track): Bun does not enforce keepAliveTimeout on sockets handed over anyway.
+        keepAliveTimeout: 0,
         requestTimeout: 0,
         headersTimeout: 60_000,
         // Only WebSocket upgrades to a WebSocket route leave the request path; any other
@@ -159,6 +169,12 @@ export class EnvdServer implements AsyncDisposable {
     // A peer that vanished (a VM restored elsewhere, a host that died) is detected by TCP
     // keepalive instead of leaving a zombie connection open forever.
     socket.setKeepAlive(true, TCP_KEEPALIVE_MS);
+    // Closed once idle for idleTimeoutMs: silent from the start, or between two HTTP/1.1 requests
+    // (#track stops the clock while a request is in flight; an upgrade stops it for good).
+    socket.setTimeout(this.#idleTimeoutMs);
+    socket.on("timeout", () => {
+      if (!info.h2 && info.inFlight === 0) socket.destroy();
+    });
     // Wait for enough bytes to tell an HTTP/2 preface from an HTTP/1.1 request line.
     const chunks: Buffer[] = [];
     let length = 0;
@@ -174,6 +190,7 @@ export class EnvdServer implements AsyncDisposable {
       socket.unshift(head);
       info.h2 = isH2;
       if (isH2) {
+        socket.setTimeout(0); // an HTTP/2 session keeps its own time
         // Node's http2 session reads the buffered preface from the socket itself, and resuming
         // would steal it; Bun's http2 reads through the stream and needs the resume.
         // node:http2 is imported on the first HTTP/2 connection: on Bun it costs ~1.5 ms of every
@@ -210,6 +227,7 @@ export class EnvdServer implements AsyncDisposable {
     const url = new URL(req.url ?? "/", "http://envd");
     const info = this.connections.get(socket);
     // An upgraded connection is never idle: only shutdown (or the relay ending) closes it.
+    socket.setTimeout(0);
     if (info) {
       info.requests++;
       info.inFlight++;
@@ -231,11 +249,13 @@ export class EnvdServer implements AsyncDisposable {
     if (!info) return;
     info.requests++;
     info.inFlight++;
+    socket.setTimeout(0);
     let done = false;
     const finished = () => {
       if (done) return;
       done = true;
       info.inFlight--;
+      if (info.inFlight === 0 && !socket.destroyed) socket.setTimeout(this.#idleTimeoutMs);
     };
     res.once("finish", finished);
     res.once("close", finished);

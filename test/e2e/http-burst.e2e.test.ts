@@ -1,18 +1,19 @@
 /**
  * Bursts of requests (http/admission.ts takes them in turns once a turn's budget is spent): every
  * request of a burst gets its own, correct answer; pipelined HTTP/1.1 requests are answered in
- * the order they were sent even though GET /health never waits for its turn; and /health keeps
- * answering while a burst of Starts is handled.
+ * the order they were sent even though GET /health never waits for its turn; /health keeps
+ * answering while a burst of Starts is handled; and the SDK closes the connections of a burst once
+ * it no longer uses them, as it does with Go envd (no `Keep-Alive: timeout=` is advertised).
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { Process } from "../../src/gen/process/process_pb.js";
-import { type Daemon, RUNTIMES, runToEnd, startDaemon } from "./harness.ts";
+import { type Daemon, eventually, RUNTIMES, runToEnd, startDaemon } from "./harness.ts";
 
 interface RawResponse {
   status: number;
@@ -64,6 +65,18 @@ function readResponses(socket: net.Socket, count: number): Promise<RawResponse[]
       if (out.length < count) reject(new Error(`connection closed after ${out.length} of ${count} responses`));
     });
   });
+}
+
+/** ESTABLISHED TCP connections on the daemon's side of `port` (IPv4 loopback), from /proc/net/tcp. */
+function daemonConnections(port: number): number {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return readFileSync("/proc/net/tcp", "latin1")
+    .split("\n")
+    .slice(1)
+    .filter((line) => {
+      const f = line.trim().split(/\s+/);
+      return (f[1] ?? "").endsWith(local) && f[3] === "01";
+    }).length;
 }
 
 for (const runtime of RUNTIMES) {
@@ -129,6 +142,20 @@ for (const runtime of RUNTIMES) {
       }
       assert.ok(health.length > 0, "at least one /health answered during the burst");
       assert.deepEqual([...new Set(health)], [204]);
+    });
+
+    test("the SDK closes a burst's connections once it no longer uses them (no Keep-Alive timeout advertised, as Go envd)", async () => {
+      // Its own daemon: no other client holds connections to it.
+      await using own = await startDaemon({ runtime });
+      const sbx = await own.sandbox();
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => sbx.commands.run(`echo sdk-${i}`)));
+      assert.deepEqual(
+        results.map((r) => r.stdout),
+        Array.from({ length: 20 }, (_, i) => `sdk-${i}\n`),
+      );
+      assert.ok(daemonConnections(own.port) > 1, "the burst's connections are open and idle in the SDK's pool");
+      // undici keeps an idle connection 4 s unless the server advertises longer (640 s made it ten minutes).
+      await eventually(() => daemonConnections(own.port) === 0, "the SDK to close its idle connections", 30_000);
     });
   });
 }
