@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { connect, createServer, type Socket } from "node:net";
 import { test } from "node:test";
+import { loopbackPair } from "../../test/loopback-pair.ts";
 import { createAdmission } from "./admission.ts";
 
 /** A clock the test moves by hand. */
@@ -56,12 +56,7 @@ test("once the budget is spent, the rest wait for later turns in arrival order, 
 
 test("socket I/O is handled between two waiting requests", async () => {
   // A loopback pair: what one request's handling writes is read before the next one is handled.
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = connect((server.address() as { port: number }).port, "127.0.0.1");
-  await new Promise<void>((r) => client.once("connect", () => r()));
-  const peer = await accepted;
+  const { client, peer, close } = await loopbackPair();
   const log: string[] = [];
   peer.on("data", (d) => log.push(`read ${d.toString()}`));
   const clock = manualClock();
@@ -81,8 +76,7 @@ test("socket I/O is handled between two waiting requests", async () => {
     const read = () => log.filter((l) => l.startsWith("read ")).join("").replaceAll("read ", "");
     await until(() => admission.waiting === 0 && read().length === 5, "every request handled and read");
   } finally {
-    client.destroy();
-    server.close();
+    close();
   }
   // Each read holds one request's byte: nothing was handled before the previous write was read.
   for (let i = 0; i < 4; i++) assert.ok(log.indexOf(`read ${i}`) !== -1 && log.indexOf(`read ${i}`) < log.indexOf(`handle ${i + 1}`), log.join(", "));

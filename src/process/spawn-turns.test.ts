@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createServer, connect, type Socket } from "node:net";
 import { test } from "node:test";
+import { loopbackPair } from "../../test/loopback-pair.ts";
 import { spawnTurn } from "./spawn-turns.ts";
 
 test("turns come in call order", async () => {
@@ -11,12 +11,7 @@ test("turns come in call order", async () => {
 
 test("socket I/O is handled between two turns", async () => {
   // A loopback pair: what one turn writes is read before the next turn begins.
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const accepted = new Promise<Socket>((r) => server.once("connection", r));
-  const client = connect((server.address() as { port: number }).port, "127.0.0.1");
-  await new Promise<void>((r) => client.once("connect", () => r()));
-  const peer = await accepted;
+  const { client, peer, close } = await loopbackPair();
   const log: string[] = [];
   peer.on("data", (d) => log.push(`read ${d.toString()}`));
   const turns = Array.from({ length: 5 }, (_, i) =>
@@ -29,8 +24,7 @@ test("socket I/O is handled between two turns", async () => {
     }),
   );
   await Promise.all(turns);
-  client.destroy();
-  server.close();
+  close();
   // Every write of turn i was read before turn i + 1 (reads may not merge across turns).
   for (let i = 0; i < 4; i++) assert.ok(log.indexOf(`read ${i}`) !== -1 && log.indexOf(`read ${i}`) < log.indexOf(`turn ${i + 1}`), log.join(", "));
 });
