@@ -8,6 +8,7 @@ import { Agent, request, type ServerResponse } from "node:http";
 import http2, { type Http2ServerResponse } from "node:http2";
 import net from "node:net";
 import { test } from "node:test";
+import { until } from "../test/until.ts";
 import { createLogger } from "./log.ts";
 import { Router } from "./http/router.ts";
 import { UpgradeRouter } from "./http/upgrade-router.ts";
@@ -16,13 +17,6 @@ import { Session } from "./session.ts";
 
 const log = createLogger("error", () => {});
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 test("quiet: false while a response streams, an upgrade is open or an HTTP/2 connection is open", async () => {
   let release!: () => void;

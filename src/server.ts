@@ -243,7 +243,10 @@ export class EnvdServer implements AsyncDisposable {
     });
   }
 
-  /** Counts an HTTP/1.1 request on its connection until its response is done (for closeIdleConnections). */
+  /**
+   * Counts an HTTP/1.1 request on its connection until its response is done (for
+   * closeIdleConnections and `quiet`), and stops the connection's idle clock meanwhile.
+   */
   #track(socket: Socket, res: ServerResponse | Http2ServerResponse): void {
     const info = this.connections.get(socket);
     if (!info) return;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { loopbackPair } from "../../test/loopback-pair.ts";
+import { until } from "../../test/until.ts";
 import { createAdmission } from "./admission.ts";
 
 /** A clock the test moves by hand. */
@@ -15,14 +16,6 @@ function manualClock(): { now: () => number; advance: (ms: number) => void } {
 }
 
 const nextTurn = () => new Promise<void>((r) => setImmediate(r));
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await nextTurn();
-  }
-}
 
 test("requests are handled at once while the turn's budget lasts", () => {
   const clock = manualClock();
