@@ -179,13 +179,15 @@ async function build(
     devDir: config.vm.devDir,
     sync: () => syncFilesystems(loadLibc(), path),
   });
-  // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst).
+  // Gives memory back once a burst is over (docs/benchmarks.md: RSS after a burst), packing the
+  // ended processes' records first (ended-process.ts).
   // Quiet: no request or upgrade in flight, no CreateWatcher watch, no relayed port-forward
   // connection (heap-trimmer.ts: only then does Bun also shrink its heap).
   const heap = store.add(
     new HeapTrimmer({
       log: log.child({ component: "heap" }),
       quiet: () => server.quiet && watchers.size === 0 && vm.ports.list().every((f) => f.connections === 0),
+      beforeTrim: () => processes.table.packEnded(),
     }),
   );
 

@@ -17,7 +17,15 @@
  *   `resumeGraceMs`, as long as the log stays under `hardCapBytes`, so the client can resume.
  */
 import { Code, EnvdError } from "../errors.ts";
-import { ENTRY_OVERHEAD_BYTES, OUTPUT_STREAMS, type OutputEntry, OutputHistory, type OutputOffsets, type OutputStream } from "./output-history.ts";
+import {
+  ENTRY_OVERHEAD_BYTES,
+  OUTPUT_STREAMS,
+  type OutputEntry,
+  OutputHistory,
+  type OutputOffsets,
+  type OutputStream,
+  type PackedHistory,
+} from "./output-history.ts";
 import { Subscription, type SubscriptionSource } from "./output-subscription.ts";
 
 export { ENTRY_OVERHEAD_BYTES };
@@ -40,7 +48,7 @@ export interface FanoutLimits {
   resumeGraceMs: number;
 }
 
-export const DEFAULT_FANOUT_LIMITS: FanoutLimits = {
+export const DEFAULT_FANOUT_LIMITS: Readonly<FanoutLimits> = Object.freeze({
   historyBytes: 1 << 20,
   highWaterBytes: 2 << 20,
   lowWaterBytes: 512 << 10,
@@ -49,7 +57,7 @@ export const DEFAULT_FANOUT_LIMITS: FanoutLimits = {
   maxEventBytes: 1 << 20,
   entryOverheadBytes: ENTRY_OVERHEAD_BYTES,
   resumeGraceMs: 30_000,
-};
+});
 
 export interface FlowControl {
   pause(): void;
@@ -57,7 +65,7 @@ export interface FlowControl {
 }
 
 export class OutputFanout<E> implements SubscriptionSource<E> {
-  readonly #limits: FanoutLimits;
+  readonly #limits: Readonly<FanoutLimits>;
   readonly #history: OutputHistory;
   readonly #subscribers = new Set<Subscription<E>>();
   /** Cursors of subscribers that left (before or after the end): their unread output waits for a resume. */
@@ -68,9 +76,28 @@ export class OutputFanout<E> implements SubscriptionSource<E> {
   #end: { value: E } | undefined;
   #historyCleared = false;
 
-  constructor(limits: Partial<FanoutLimits> = {}) {
-    this.#limits = { ...DEFAULT_FANOUT_LIMITS, ...limits };
-    this.#history = new OutputHistory(this.#limits.entryOverheadBytes);
+  constructor(limits?: Partial<FanoutLimits>, history?: OutputHistory) {
+    // Without overrides (every process outside the tests) the shared defaults: one object fewer per process.
+    this.#limits = limits ? { ...DEFAULT_FANOUT_LIMITS, ...limits } : DEFAULT_FANOUT_LIMITS;
+    this.#history = history ?? new OutputHistory(this.#limits.entryOverheadBytes);
+  }
+
+  /**
+   * The retained output of an ended fanout that nobody reads any more, packed into two objects
+   * (OutputHistory.pack), for the ended process's compact record; undefined while it runs or is
+   * read. What departed readers no longer need is let go first.
+   */
+  pack(): PackedHistory | undefined {
+    if (!this.#end || this.#subscribers.size > 0) return undefined;
+    this.#evict();
+    return this.#history.pack();
+  }
+
+  /** An ended fanout over a packed history, for one late reader of an ended process's record. */
+  static unpack<E>(packed: PackedHistory, end: E, limits: Readonly<FanoutLimits> = DEFAULT_FANOUT_LIMITS): OutputFanout<E> {
+    const fanout = new OutputFanout<E>(limits, OutputHistory.unpack(packed, limits.entryOverheadBytes));
+    fanout.#end = { value: end };
+    return fanout;
   }
 
   /** The source's pause/resume, attached once the source exists. */

@@ -48,6 +48,20 @@ export interface OutputEntry {
   mergeable: boolean;
 }
 
+/**
+ * The retained output of an ended process, packed for its record (ended-process.ts): every byte in
+ * one buffer, and the entries' boundaries in one typed array, so a record costs a few objects
+ * instead of one per entry.
+ */
+export interface PackedHistory {
+  /** The retained entries' bytes, back to back, oldest first. */
+  readonly bytes: Buffer;
+  /** `PACKED_ENTRY` numbers per entry (stream index, offset, length), then produced ×3 and dropped ×3. */
+  readonly layout: Float64Array;
+}
+
+const PACKED_ENTRY = 3;
+
 export class OutputHistory {
   readonly #entryOverheadBytes: number;
   readonly #log: OutputEntry[] = [];
@@ -104,6 +118,53 @@ export class OutputHistory {
   /** The entry with sequence number `seq`, if retained. */
   entry(seq: number): OutputEntry | undefined {
     return seq >= this.#base ? this.#log[this.#head + (seq - this.#base)] : undefined;
+  }
+
+  /** Everything retained, packed (see PackedHistory): for an ended process, nothing is appended after. */
+  pack(): PackedHistory {
+    const n = this.#log.length - this.#head;
+    let size = 0;
+    for (let i = this.#head; i < this.#log.length; i++) size += (this.#log[i] as OutputEntry).len;
+    const bytes = Buffer.allocUnsafeSlow(size);
+    const layout = new Float64Array(n * PACKED_ENTRY + 2 * OUTPUT_STREAMS.length);
+    let at = 0;
+    let k = 0;
+    for (let i = this.#head; i < this.#log.length; i++) {
+      const e = this.#log[i] as OutputEntry;
+      e.buf.copy(bytes, at, 0, e.len);
+      at += e.len;
+      layout[k++] = OUTPUT_STREAMS.indexOf(e.stream);
+      layout[k++] = e.offset;
+      layout[k++] = e.len;
+    }
+    for (const s of OUTPUT_STREAMS) layout[k++] = this.#produced[s];
+    for (const s of OUTPUT_STREAMS) layout[k++] = this.#dropped[s];
+    return { bytes, layout };
+  }
+
+  /** A history holding what `pack()` packed (the entries are views into its buffer). */
+  static unpack(packed: PackedHistory, entryOverheadBytes: number): OutputHistory {
+    const h = new OutputHistory(entryOverheadBytes);
+    const { bytes, layout } = packed;
+    const entries = (layout.length - 2 * OUTPUT_STREAMS.length) / PACKED_ENTRY;
+    let k = entries * PACKED_ENTRY;
+    for (const s of OUTPUT_STREAMS) h.#produced[s] = layout[k++] as number;
+    for (const s of OUTPUT_STREAMS) h.#dropped[s] = layout[k++] as number;
+    const total = OUTPUT_STREAMS.reduce((sum, s) => sum + h.#produced[s], 0);
+    let at = 0;
+    let start = total - bytes.byteLength;
+    for (k = 0; k < entries * PACKED_ENTRY; ) {
+      const stream = OUTPUT_STREAMS[layout[k++] as number] as OutputStream;
+      const offset = layout[k++] as number;
+      const len = layout[k++] as number;
+      const entry: OutputEntry = { stream, offset, start, buf: bytes.subarray(at, at + len), len, mergeable: false };
+      h.#log.push(entry);
+      h.#retainedCost += h.#costOf(entry);
+      at += len;
+      start += len;
+    }
+    h.#total = total;
+    return h;
   }
 
   /** Appends one read, merging a small one into the growing tail entry of its stream. */

@@ -112,6 +112,55 @@ describe("ProcessTable", () => {
     }
   });
 
+  test("packEnded() replaces an ended process nobody reads with a compact record that answers as it did, until the retention ends", async () => {
+    const table = new ProcessTable(quiet, 3_000);
+    const h = await table.start(sh("printf abc; printf de >&2; printf fgh; exit 3", "job"));
+    const reader = h.subscribe(true);
+    try {
+      await h.exited;
+      await until(() => table.list().length === 0, "the exit to leave the list");
+      const replayOf = (sub: { take(): unknown; [Symbol.dispose](): void }) => {
+        using _ = sub;
+        const items: string[] = [];
+        for (let it = sub.take() as { kind: string; chunk?: { stream: string; offset: number; data: Buffer }; end?: unknown }; it; it = sub.take() as typeof it) {
+          items.push(it.kind === "data" ? `${it.chunk?.stream}@${it.chunk?.offset}:${it.chunk?.data}` : `end:${JSON.stringify(it.end)}`);
+        }
+        return items;
+      };
+      const before = replayOf(h.subscribe(true));
+      const resumedBefore = replayOf(h.subscribe(true, { stdout: 4, stderr: 2, pty: 0 }));
+      const textOf = (items: string[], stream: string) =>
+        items.filter((i) => i.startsWith(`${stream}@`)).map((i) => i.slice(i.indexOf(":") + 1)).join("");
+      assert.deepEqual([textOf(before, "stdout"), textOf(before, "stderr")], ["abcfgh", "de"]);
+      assert.deepEqual([textOf(resumedBefore, "stdout"), textOf(resumedBefore, "stderr")], ["gh", ""]);
+
+      assert.equal(table.packEnded(), 0, "not while a reader is attached");
+      assert.equal(table.find({ pid: h.pid }), h);
+      reader[Symbol.dispose]();
+      assert.equal(table.packEnded(), 1);
+      assert.equal(table.packEnded(), 0, "packed once");
+
+      const record = table.find({ pid: h.pid });
+      assert.notEqual(record, h);
+      assert.equal(table.find({ tag: "job" }), record);
+      assert.deepEqual(record.status, h.status);
+      assert.deepEqual(replayOf(record.subscribe(true)), before);
+      assert.deepEqual(replayOf(record.subscribe(true, { stdout: 4, stderr: 2, pty: 0 })), resumedBefore);
+      assert.deepEqual(replayOf(record.subscribe(false)), [before.at(-1)], "no replay: only the end");
+      assert.throws(() => record.subscribe(true, { stdout: 9, stderr: 0, pty: 0 }), (err: unknown) => codeOfError(err) === Code.OutOfRange);
+      await assert.rejects(record.writeStdin(Buffer.from("x")), /process has already exited/);
+      assert.throws(() => record.writePty(Buffer.from("x")), /the process has no PTY/);
+      assert.equal(codeOf(() => table.findLive({ pid: h.pid })), Code.NotFound);
+
+      await until(() => codeOf(() => table.find({ pid: h.pid })) === Code.NotFound, "the retention to pass");
+      assert.equal(codeOf(() => table.find({ tag: "job" })), Code.NotFound);
+    } finally {
+      reader[Symbol.dispose]();
+      reap([h]);
+      await table.close(100);
+    }
+  });
+
   test("close() ends every process (SIGKILL for one that ignores SIGTERM), drops what is retained, refuses new starts; it is idempotent", async () => {
     const table = new ProcessTable(quiet, 60_000);
     const handles: ProcessHandle[] = [];
@@ -120,6 +169,7 @@ describe("ProcessTable", () => {
       handles.push(ended);
       await ended.exited;
       await until(() => table.list().length === 0, "the short one to end");
+      assert.equal(table.packEnded(), 1);
       const polite = await table.start(sh("exec sleep 1000"));
       const stubborn = await table.start(sh('trap "" TERM; while :; do sleep 1; done'));
       handles.push(polite, stubborn);

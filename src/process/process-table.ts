@@ -4,18 +4,32 @@
  * Live processes are listed; an exited one leaves the list at once but its record (end status and
  * output history) stays reachable by pid and tag for `retentionMs`, so a late Connect still gets
  * the exit code and the output. A new process reusing the pid or tag replaces the record.
+ *
+ * `packEnded()` (the heap trimmer's, before it collects) replaces each retained handle that nobody
+ * reads with a compact EndedProcess, which answers the same calls (ended-process.ts says why).
  */
 import { Code, EnvdError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { EndedProcess } from "./ended-process.ts";
 import { ProcessHandle, type StartOptions } from "./process-handle.ts";
 
 export type Selector = { pid: number } | { tag: string };
+
+/** What `find` returns: a live (or just ended) handle, or the compact record of an ended one. */
+export type ProcessRecord = ProcessHandle | EndedProcess;
+
+interface Retained {
+  record: ProcessRecord;
+  timer: NodeJS.Timeout;
+  /** When the record is forgotten (Date.now() clock). */
+  until: number;
+}
 
 export const EXIT_RETENTION_MS = 30_000;
 
 export class ProcessTable implements AsyncDisposable {
   readonly #live = new Map<number, ProcessHandle>();
-  readonly #retained = new Map<number, { handle: ProcessHandle; timer: NodeJS.Timeout }>();
+  readonly #retained = new Map<number, Retained>();
   /**
    * Starts whose spawn is still being awaited. close() waits for them before it signals, so a
    * process whose spawn was in flight when shutdown began is signalled too, never left behind.
@@ -46,7 +60,7 @@ export class ProcessTable implements AsyncDisposable {
     const handle = await ProcessHandle.start(opts);
     this.#forgetRetained(handle.pid);
     if (handle.tag !== undefined) {
-      for (const [pid, r] of this.#retained) if (r.handle.tag === handle.tag) this.#forgetRetained(pid);
+      for (const [pid, r] of this.#retained) if (r.record.tag === handle.tag) this.#forgetRetained(pid);
     }
     this.#live.set(handle.pid, handle);
     this.#log.info("process started", { pid: handle.pid, tag: handle.tag, cmd: opts.config.cmd, pty: handle.isPty });
@@ -54,12 +68,33 @@ export class ProcessTable implements AsyncDisposable {
       this.#log.info("process ended", { pid: handle.pid, tag: handle.tag, status: status.status, timedOut: handle.timedOut });
       if (this.#live.get(handle.pid) === handle) this.#live.delete(handle.pid);
       if (this.#closed) return;
-      const timer = setTimeout(() => this.#forgetRetained(handle.pid), this.#retentionMs);
-      timer.unref();
       this.#forgetRetained(handle.pid);
-      this.#retained.set(handle.pid, { handle, timer });
+      this.#retain(handle, Date.now() + this.#retentionMs);
     });
     return handle;
+  }
+
+  #retain(record: ProcessRecord, until: number): void {
+    const timer = setTimeout(() => this.#forgetRetained(record.pid), Math.max(0, until - Date.now()));
+    timer.unref();
+    this.#retained.set(record.pid, { record, timer, until });
+  }
+
+  /**
+   * Replaces every retained handle that nobody reads with its compact record, all at once so the
+   * records sit together in the heap. Returns how many were packed.
+   */
+  packEnded(): number {
+    let packed = 0;
+    for (const r of this.#retained.values()) {
+      if (!(r.record instanceof ProcessHandle)) continue;
+      const ended = EndedProcess.of(r.record);
+      if (!ended) continue;
+      clearTimeout(r.timer);
+      this.#retain(ended, r.until); // same key: the map keeps the order of the ends (tag lookups)
+      packed++;
+    }
+    return packed;
   }
 
   /** Live processes, oldest first. */
@@ -68,7 +103,7 @@ export class ProcessTable implements AsyncDisposable {
   }
 
   /** A live process, or one that ended within the retention period. NotFound otherwise. */
-  find(selector: Selector): ProcessHandle {
+  find(selector: Selector): ProcessRecord {
     const handle = this.#lookup(selector, true);
     if (!handle) throw notFound(selector);
     return handle;
@@ -81,15 +116,17 @@ export class ProcessTable implements AsyncDisposable {
     return handle;
   }
 
-  #lookup(selector: Selector, includeEnded: boolean): ProcessHandle | undefined {
+  #lookup(selector: Selector, includeEnded: false): ProcessHandle | undefined;
+  #lookup(selector: Selector, includeEnded: boolean): ProcessRecord | undefined;
+  #lookup(selector: Selector, includeEnded: boolean): ProcessRecord | undefined {
     if ("pid" in selector) {
-      return this.#live.get(selector.pid) ?? (includeEnded ? this.#retained.get(selector.pid)?.handle : undefined);
+      return this.#live.get(selector.pid) ?? (includeEnded ? this.#retained.get(selector.pid)?.record : undefined);
     }
     // The newest live process with the tag, else the newest retained one.
-    let found: ProcessHandle | undefined;
+    let found: ProcessRecord | undefined;
     for (const h of this.#live.values()) if (h.tag === selector.tag) found = h;
     if (found || !includeEnded) return found;
-    for (const r of this.#retained.values()) if (r.handle.tag === selector.tag) found = r.handle;
+    for (const r of this.#retained.values()) if (r.record.tag === selector.tag) found = r.record;
     return found;
   }
 
@@ -97,7 +134,8 @@ export class ProcessTable implements AsyncDisposable {
     const r = this.#retained.get(pid);
     if (!r) return;
     clearTimeout(r.timer);
-    r.handle.output.clearHistory();
+    // A reader still attached keeps what it has not read; the rest goes now.
+    if (r.record instanceof ProcessHandle) r.record.output.clearHistory();
     this.#retained.delete(pid);
   }
 

@@ -10,6 +10,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { EnvdError } from "../errors.ts";
 import { type ConnectResponse, Process, Signal, type StartResponse, type StreamInputRequestSchema } from "../gen/process/process_pb.js";
 import type { ExitStatus } from "../process/exit-status.ts";
+import { EndedProcess } from "../process/ended-process.ts";
 import { inputStateError } from "../process/input-error.ts";
 import { OutputFanout } from "../process/output-fanout.ts";
 import type { OutputOffsets, OutputStream } from "../process/output-history.ts";
@@ -130,7 +131,9 @@ describe("Process service through createRouterTransport", () => {
  * A fake handle over a real OutputFanout: the service's streams are driven by pushing output and
  * ending it, and its input calls are recorded (or refused as the real handle refuses them).
  */
-function streamFixture(options: { history?: { stream: OutputStream; text: string }[]; ended?: boolean; historyBytes?: number } = {}) {
+function streamFixture(
+  options: { history?: { stream: OutputStream; text: string }[]; ended?: boolean; historyBytes?: number; packed?: boolean } = {},
+) {
   const fanout = new OutputFanout<ExitStatus>(options.historyBytes !== undefined ? { historyBytes: options.historyBytes } : {});
   for (const h of options.history ?? []) fanout.push(h.stream, Buffer.from(h.text));
   if (options.ended) fanout.end(EXIT_0);
@@ -156,8 +159,11 @@ function streamFixture(options: { history?: { stream: OutputStream; text: string
       stdinOpen = false;
     },
   };
+  // `packed`: the table's compact record of the ended process (what packEnded leaves) is found instead.
+  const found = options.packed ? EndedProcess.of({ pid: 42, tag: "web", isPty: false, status: EXIT_0, output: fanout }) : handle;
+  assert.ok(found, "an ended fanout with no reader packs");
   const lookup = (sel: Selector) => {
-    if (("pid" in sel && sel.pid === 42) || ("tag" in sel && sel.tag === "web")) return handle;
+    if (("pid" in sel && sel.pid === 42) || ("tag" in sel && sel.tag === "web")) return found;
     throw new EnvdError(Code.NotFound, "pid" in sel ? `process with pid ${sel.pid} not found` : `process with tag ${sel.tag} not found`);
   };
   const processes = {
@@ -299,6 +305,53 @@ describe("Process service streams and input through createRouterTransport", () =
     );
     assert.equal(evicted.code, Code.OutOfRange);
     assert.match(evicted.rawMessage, /^cannot resume stdout at byte 0: output before byte \d+ of stdout is no longer retained$/);
+  });
+
+  test("an ended process's packed record answers Connect (replay, resume, out of range) and input as its handle did", async () => {
+    const history = [
+      { stream: "stdout" as const, text: "first" },
+      { stream: "stderr" as const, text: "e".repeat(MERGE_PAST_BYTES) },
+      { stream: "stdout" as const, text: "x".repeat(MERGE_PAST_BYTES) },
+      { stream: "stdout" as const, text: "tail" },
+      { stream: "stderr" as const, text: "!" },
+    ];
+    const before = streamFixture({ history, ended: true, historyBytes: 40 << 10 });
+    const after = streamFixture({ history, ended: true, historyBytes: 40 << 10, packed: true });
+    const sel = { process: { selector: { case: "pid" as const, value: 42 } } };
+    const stdoutProduced = 5 + MERGE_PAST_BYTES + 4;
+    const requests = [
+      sel,
+      { ...sel, resumeFrom: { stdout: BigInt(stdoutProduced - 2), stderr: BigInt(MERGE_PAST_BYTES), pty: 0n } },
+      { ...sel, resumeFrom: { stdout: BigInt(stdoutProduced), stderr: BigInt(MERGE_PAST_BYTES + 1), pty: 0n } },
+      { ...sel, resumeFrom: { stdout: 0n, stderr: 0n, pty: 0n } }, // "first" was evicted: out_of_range
+      { ...sel, resumeFrom: { stdout: BigInt(stdoutProduced + 1), stderr: 0n, pty: 0n } },
+    ];
+    const outcome = async (client: typeof before.client, req: (typeof requests)[number]) =>
+      collect(client.connect(req)).then(
+        (events) => events,
+        (e: unknown) => `${ConnectError.from(e).code} ${ConnectError.from(e).rawMessage}`,
+      );
+    for (const req of requests) {
+      const was = await outcome(before.client, req);
+      assert.deepEqual(await outcome(after.client, req), was);
+      assert.deepEqual(await outcome(after.client, req), was, "a second late reader gets the same");
+    }
+    // The first replay really was the retained output, not an empty or failed stream.
+    const replay = (await outcome(after.client, sel)) as { data?: { text: string } }[];
+    // (40 KiB of history: "first" and the stderr block were evicted before the end.)
+    const replayed = replay.map((e) => e.data?.text ?? "").join("");
+    assert.ok(replayed === `${"x".repeat(MERGE_PAST_BYTES)}tail!`, `replayed ${replayed.length} bytes: ${replayed.slice(0, 8)}…${replayed.slice(-8)}`);
+    assert.equal(typeof (await outcome(after.client, requests[3] as (typeof requests)[number])), "string");
+
+    for (const input of [
+      { input: { case: "stdin" as const, value: Buffer.from("a") } },
+      { input: { case: "pty" as const, value: Buffer.from("b") } },
+    ]) {
+      const err = await errorOf(after.client.sendInput({ ...sel, input }));
+      assert.equal(err.code, Code.FailedPrecondition);
+      assert.equal(err.rawMessage, input.input.case === "stdin" ? "process has already exited" : "the process has no PTY: send stdin instead");
+    }
+    assert.deepEqual(after.writes, []);
   });
 
   test("Connect to an unknown process is not_found, before any event", async () => {

@@ -16,9 +16,8 @@ import {
 import type { ExitStatus } from "../process/exit-status.ts";
 import type { OutputOffsets } from "../process/output-history.ts";
 import type { Subscription } from "../process/output-subscription.ts";
-import type { ProcessHandle } from "../process/process-handle.ts";
 import type { ProcessManager } from "../process/process-manager.ts";
-import type { Selector } from "../process/process-table.ts";
+import type { ProcessRecord, Selector } from "../process/process-table.ts";
 import { resolveUser } from "../users/resolve-user.ts";
 import type { UserDb } from "../users/user-db.ts";
 import type { Session } from "../session.ts";
@@ -87,7 +86,7 @@ export function createProcessService(deps: ProcessServiceDeps): ServiceImpl<type
     },
 
     async streamInput(requests, ctx) {
-      let handle: ProcessHandle | undefined;
+      let handle: ProcessRecord | undefined;
       for await (const msg of requests) {
         switch (msg.event.case) {
           case "start":
@@ -138,7 +137,7 @@ function selectorOf(sel: ProcessSelector | undefined): Selector {
 }
 
 async function writeInput(
-  handle: ProcessHandle,
+  handle: ProcessRecord,
   input: { input: { case: "stdin" | "pty"; value: Uint8Array } | { case: undefined; value?: undefined } } | undefined,
   signal: AbortSignal,
 ): Promise<void> {

@@ -80,6 +80,33 @@ describe("heap trimmer", () => {
     assert.ok(gaps.every((g) => g <= TRIM_RETRY_MAX_MS));
   });
 
+  test("beforeTrim runs just before each trim (never on a tick that does not trim), and its count is logged", () => {
+    let rss = 50 * MIB;
+    let now = 0;
+    const order: string[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const t = new HeapTrimmer({
+      log: createLogger("debug", (line) => lines.push(JSON.parse(line) as Record<string, unknown>)),
+      rss: () => rss,
+      now: () => now,
+      beforeTrim: () => {
+        order.push("pack");
+        return 7;
+      },
+      trim: () => {
+        order.push("trim");
+        rss = 60 * MIB;
+      },
+    });
+    for (const mib of [50, 50, 200, 200, 60, 60]) {
+      rss = mib * MIB;
+      now += TICK_MS;
+      t.tick();
+    }
+    assert.deepEqual(order, ["pack", "trim"]);
+    assert.equal(lines.find((l) => l.msg === "heap trimmed")?.packed, 7);
+  });
+
   test("start is idempotent and stop ends the loop", () => {
     const t = new HeapTrimmer({ log, rss: () => 0, trim: () => {} });
     t.start();

@@ -131,6 +131,11 @@ export interface HeapTrimmerOptions {
   trim?: Trim;
   /** True while no request is in flight (the server's `quiet`); Bun then also shrinks its heap. */
   quiet?: () => boolean;
+  /**
+   * Runs just before each trim and says how many records it packed: the process table packs its
+   * ended records then (process-table.ts), so that the collection frees what they held.
+   */
+  beforeTrim?: () => number;
 }
 
 export class HeapTrimmer implements Disposable {
@@ -199,12 +204,14 @@ export class HeapTrimmer implements Disposable {
       this.#state = { ...state, level: Math.min(state.level, rss), baseline: Math.min(state.baseline, rss), previous: rss };
       return undefined;
     }
+    const packed = this.#opts.beforeTrim?.();
     const shrunk = this.#trimmer()?.()?.shrunk;
     const after = this.#rss();
     this.trims++;
     this.#state = afterTrim(state, reason, rss, after, now);
     this.#opts.log.debug("heap trimmed", {
       reason,
+      ...(packed !== undefined ? { packed } : {}),
       ...(shrunk !== undefined ? { shrunk } : {}),
       beforeMiB: Math.round(rss / MIB),
       afterMiB: Math.round(after / MIB),
