@@ -78,5 +78,60 @@ for (const runtime of RUNTIMES) {
       const listed = await envd.filesystem.listDir({ path: "/", depth: 1 });
       assert.ok(listed.entries.some((e) => e.name === "tmp"));
     });
+
+    test("an ended process packed by the trim (process/ended-process.ts) still answers Connect, a resume and input as before", async () => {
+      await using envd = await startDaemon({ runtime, args: ["--log-level", "debug"] });
+      const client = envd.binary.process;
+      await eventually(() => envd.logs.find((l) => l.msg === "heap trimmer sampling"), "the trimmer's first sample", 10_000);
+
+      // A short command, read to its end: its record is what the trim packs.
+      const tag = { selector: { case: "tag" as const, value: "kept" } };
+      const first: string[] = [];
+      for await (const res of client.start({ process: sh("printf 'kept output'; printf 'oops' >&2; exit 7"), tag: "kept", stdin: false })) {
+        const ev = res.event?.event;
+        if (ev?.case === "data") first.push(`${ev.value.output.case}:${Buffer.from(ev.value.output.value ?? []).toString()}`);
+        if (ev?.case === "end") first.push(`end:${ev.value.exitCode}:${ev.value.error}`);
+      }
+      assert.equal(first.at(-1), "end:7:exit status 7");
+
+      const logged = envd.logs.length;
+      let burst = 0;
+      for await (const res of client.start({ process: sh("head -c 200000000 /dev/zero"), stdin: false })) {
+        const ev = res.event?.event;
+        if (ev?.case === "data") burst += ev.value.output.value?.byteLength ?? 0;
+      }
+      assert.equal(burst, 200_000_000);
+      const trimmed = await eventually(
+        () => envd.logs.slice(logged).find((l) => l.msg === "heap trimmed" && typeof l.packed === "number" && l.packed >= 1),
+        "a heap trim that packed the ended records",
+        25_000,
+      );
+      assert.ok(trimmed);
+
+      const replay = async (resumeFrom?: Pos) => {
+        const events: string[] = [];
+        for await (const res of client.connect({ process: tag, ...(resumeFrom ? { resumeFrom } : {}) })) {
+          const ev = res.event?.event;
+          if (ev?.case === "data") events.push(`${ev.value.output.case}@${ev.value.offset}:${Buffer.from(ev.value.output.value ?? []).toString()}`);
+          if (ev?.case === "end") events.push(`end:${ev.value.exitCode}:${ev.value.error}`);
+        }
+        return events;
+      };
+      const replayed = await replay();
+      assert.deepEqual(replayed.filter((e) => e.startsWith("stdout")), ["stdout@0:kept output"]);
+      assert.deepEqual(replayed.filter((e) => e.startsWith("stderr")), ["stderr@0:oops"]);
+      assert.equal(replayed.at(-1), "end:7:exit status 7");
+      assert.deepEqual(await replay({ stdout: 5n, stderr: 4n, pty: 0n }), ["stdout@5:output", "end:7:exit status 7"]);
+      const beyond = await replay({ stdout: 12n, stderr: 0n, pty: 0n }).then(
+        () => undefined,
+        (e: unknown) => e as { code?: number; rawMessage?: string },
+      );
+      assert.equal(beyond?.rawMessage, "cannot resume stdout at byte 12: the process has produced 11 bytes of stdout");
+      const input = await client.sendInput({ process: tag, input: { input: { case: "stdin", value: Buffer.from("x") } } }).then(
+        () => undefined,
+        (e: unknown) => e as { rawMessage?: string },
+      );
+      assert.equal(input?.rawMessage, "process has already exited");
+    });
   });
 }
