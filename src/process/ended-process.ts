@@ -38,11 +38,14 @@ export class EndedProcess {
     this.#limits = handle.output.limits;
   }
 
-  /** The record of an ended handle, or undefined while it runs or while someone reads its output. */
-  static of(handle: EndedSource): EndedProcess | undefined {
+  /**
+   * The record of an ended handle; undefined while it runs, while someone reads its output, or
+   * when its retained output costs more than `maxBytes` (OutputFanout.pack).
+   */
+  static of(handle: EndedSource, maxBytes = Number.POSITIVE_INFINITY): EndedProcess | undefined {
     const status = handle.status;
     if (!status) return undefined;
-    const output = handle.output.pack();
+    const output = handle.output.pack(maxBytes);
     return output ? new EndedProcess(handle, status, output) : undefined;
   }
 

@@ -85,12 +85,13 @@ export class OutputFanout<E> implements SubscriptionSource<E> {
   /**
    * The retained output of an ended fanout that nobody reads any more, packed into two objects
    * (OutputHistory.pack), for the ended process's compact record; undefined while it runs or is
-   * read. What departed readers no longer need is let go first.
+   * read, or whose retained output still costs more than `maxBytes` once what departed readers no
+   * longer need is let go.
    */
-  pack(): PackedHistory | undefined {
+  pack(maxBytes = Number.POSITIVE_INFINITY): PackedHistory | undefined {
     if (!this.#end || this.#subscribers.size > 0) return undefined;
     this.#evict();
-    return this.#history.pack();
+    return this.#history.retainedBytes <= maxBytes ? this.#history.pack() : undefined;
   }
 
   /** An ended fanout over a packed history, for one late reader of an ended process's record. */

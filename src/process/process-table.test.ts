@@ -161,6 +161,35 @@ describe("ProcessTable", () => {
     }
   });
 
+  test("packEnded() copies within its limits: a record with more output than the per-record bound, or past the pass's budget, stays a handle", async () => {
+    const table = new ProcessTable(quiet, 60_000);
+    const handles: ProcessHandle[] = [];
+    try {
+      const big = await table.start(sh("head -c 5000 /dev/zero"));
+      const small = await table.start(sh("printf hi"));
+      handles.push(big, small);
+      await Promise.all([big.exited, small.exited]);
+      await until(() => table.list().length === 0, "both to end");
+      assert.ok(big.output.retainedBytes > 5000 && small.output.retainedBytes < 2048, `${big.output.retainedBytes} ${small.output.retainedBytes}`);
+
+      assert.equal(table.packEnded({ recordBytes: 2048, passBytes: 1 << 20 }), 1);
+      assert.equal(table.find({ pid: big.pid }), big, "over the per-record bound: still the handle");
+      assert.notEqual(table.find({ pid: small.pid }), small);
+      assert.equal(table.packEnded({ recordBytes: 1 << 20, passBytes: 4096 }), 0, "over what is left of the pass");
+      assert.equal(table.find({ pid: big.pid }), big);
+      assert.equal(table.packEnded(), 1);
+      const record = table.find({ pid: big.pid });
+      assert.notEqual(record, big);
+      using sub = record.subscribe(true);
+      let bytes = 0;
+      for (let it = sub.take(); it; it = sub.take()) if (it.kind === "data") bytes += it.chunk.data.byteLength;
+      assert.equal(bytes, 5000);
+    } finally {
+      reap(handles);
+      await table.close(100);
+    }
+  });
+
   test("close() ends every process (SIGKILL for one that ignores SIGTERM), drops what is retained, refuses new starts; it is idempotent", async () => {
     const table = new ProcessTable(quiet, 60_000);
     const handles: ProcessHandle[] = [];

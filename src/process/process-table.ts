@@ -27,6 +27,15 @@ interface Retained {
 
 export const EXIT_RETENTION_MS = 30_000;
 
+/** What packEnded() may copy: per record (its retained output) and per pass. */
+export interface PackLimits {
+  recordBytes: number;
+  passBytes: number;
+}
+
+/** Twice the history bound (1 MiB) per record; 32 MiB of copies per pass. */
+export const PACK_LIMITS: Readonly<PackLimits> = Object.freeze({ recordBytes: 2 << 20, passBytes: 32 << 20 });
+
 export class ProcessTable implements AsyncDisposable {
   readonly #live = new Map<number, ProcessHandle>();
   readonly #retained = new Map<number, Retained>();
@@ -83,13 +92,20 @@ export class ProcessTable implements AsyncDisposable {
   /**
    * Replaces every retained handle that nobody reads with its compact record, all at once so the
    * records sit together in the heap. Returns how many were packed.
+   *
+   * Packing copies the retained output, and the originals go only with the collection that follows,
+   * so the copies are bounded: a record holding more than `limits.recordBytes` (a departed reader's
+   * backlog of a large stream) stays a handle, and a pass stops after `limits.passBytes`; the rest
+   * waits for the next trim.
    */
-  packEnded(): number {
+  packEnded(limits: PackLimits = PACK_LIMITS): number {
     let packed = 0;
+    let budget = limits.passBytes;
     for (const r of this.#retained.values()) {
       if (!(r.record instanceof ProcessHandle)) continue;
-      const ended = EndedProcess.of(r.record);
+      const ended = EndedProcess.of(r.record, Math.min(limits.recordBytes, budget));
       if (!ended) continue;
+      budget -= ended.retainedOutputBytes;
       clearTimeout(r.timer);
       this.#retain(ended, r.until); // same key: the map keeps the order of the ends (tag lookups)
       packed++;
