@@ -43,10 +43,14 @@ export interface OursRun {
   throughputJson: Maybe<OursThroughput>;
   throughputBinary: Maybe<OursThroughput>;
   afterThroughput: Maybe<Memory>;
+  /** RSS `retentionSettleMs` after each burst's 10-s reading, just before the next burst. */
+  laterThroughput: Maybe<Memory>;
   streams: Maybe<OursStreams>;
   afterStreams: Maybe<Memory>;
+  laterStreams: Maybe<Memory>;
   transfer: Maybe<OursTransfer>;
   afterTransfer: Maybe<Memory>;
+  laterTransfer: Maybe<Memory>;
   watch: Maybe<OursWatch>;
   startup: Maybe<Startup>;
   /** The daemon's exit code on SIGTERM at the end of the pass (0 expected). */
@@ -93,22 +97,26 @@ export async function runOurs(
     const throughputJson = await attempt("throughput JSON", () => measureOursThroughput(pid, json, sizes.streamBytes, sizes.throughputReps));
     const throughputBinary = await attempt("throughput binary", () => measureOursThroughput(pid, binary, sizes.streamBytes, sizes.throughputReps));
     const afterThroughput = await rest(sizes.burstSettleMs);
+    const laterThroughput = await rest(sizes.retentionSettleMs);
 
     log(`${runtime}: ${sizes.streams} concurrent streams`);
     const streams = await attempt("streams", () => measureOursStreams(pid, sbx, user.name, sizes.streams, envd.url));
     const afterStreams = await rest(sizes.burstSettleMs);
+    const laterStreams = await rest(sizes.retentionSettleMs);
 
     const remote = join(user.home, "transfer.bin");
     let transfer: Maybe<OursTransfer>;
     let afterTransfer: Maybe<Memory>;
+    let laterTransfer: Maybe<Memory>;
     if (await filesAvailable(envd.url, user.name, remote)) {
       log(`${runtime}: /files upload and download, ${sizes.transferBytes} bytes × ${sizes.transferReps}`);
       transfer = await attempt("transfer", () =>
         measureOursTransfer(pid, envd.url, sbx, user.name, files.src, remote, files.local, sizes.transferBytes, sizes.transferReps),
       );
       afterTransfer = await rest(sizes.burstSettleMs);
+      laterTransfer = await rest(sizes.retentionSettleMs);
     } else {
-      transfer = afterTransfer = { unavailable: "POST /files is not implemented in this build (issue 5)" };
+      transfer = afterTransfer = laterTransfer = { unavailable: "POST /files is not implemented in this build (issue 5)" };
     }
     rmSync(remote, { force: true });
 
@@ -137,10 +145,13 @@ export async function runOurs(
       throughputJson,
       throughputBinary,
       afterThroughput,
+      laterThroughput,
       streams,
       afterStreams,
+      laterStreams,
       transfer,
       afterTransfer,
+      laterTransfer,
       watch,
       startup,
       exitCode,

@@ -157,8 +157,14 @@ export function buildRows(r: Results): Row[] {
       };
     }),
   );
-  const afterBurst = (label: string, pick: (run: OursRun) => Maybe<Memory>, peak: (run: OursRun) => number | undefined) =>
-    row(`RSS 10 s after ${label} (MiB)`, "idle RSS", "—", "≤ 1.5× idle", ours, (run) => {
+  const laterS = (sizes.burstSettleMs + sizes.retentionSettleMs) / 1000;
+  const afterBurst = (
+    label: string,
+    pick: (run: OursRun) => Maybe<Memory>,
+    later: (run: OursRun) => Maybe<Memory> | undefined,
+    peak: (run: OursRun) => number | undefined,
+  ) =>
+    row(`RSS 10 s after ${label} (MiB; and ${laterS} s after, before the next burst)`, "idle RSS", "—", "≤ 1.5× idle", ours, (run) => {
       const m = need(pick(run));
       let p: number | undefined;
       try {
@@ -166,15 +172,24 @@ export function buildRows(r: Results): Row[] {
       } catch {
         p = undefined;
       }
+      const l = later(run);
+      const then = l !== undefined && !isUnavailable(l) ? l : undefined;
       return {
-        value: `${f1(m.rssMiB)}${p !== undefined ? ` (peak ${f1(p)})` : ""}`,
-        ratio: `${times(m.rssMiB / run.idle.rssMiB)} idle`,
+        value: `${f1(m.rssMiB)}${p !== undefined ? ` (peak ${f1(p)})` : ""}${then ? `; ${laterS} s after ${f1(then.rssMiB)}` : ""}`,
+        ratio: `${times(m.rssMiB / run.idle.rssMiB)} idle${then ? `; ${laterS} s: ${times(then.rssMiB / run.idle.rssMiB)}` : ""}`,
         met: m.rssMiB <= 1.5 * run.idle.rssMiB,
       };
     });
-  rows.push(afterBurst(`${stream} stdout ×${2 * sizes.throughputReps}`, (r) => r.afterThroughput, (r) => Math.max(need(r.throughputJson).peakRssMiB, need(r.throughputBinary).peakRssMiB)));
-  rows.push(afterBurst(`${sizes.streams} streams`, (r) => r.afterStreams, (r) => need(r.streams).peakRssMiB));
-  rows.push(afterBurst(`${file} transfers`, (r) => r.afterTransfer, (r) => need(r.transfer).peakRssMiB));
+  rows.push(
+    afterBurst(
+      `${stream} stdout ×${2 * sizes.throughputReps}`,
+      (r) => r.afterThroughput,
+      (r) => r.laterThroughput,
+      (r) => Math.max(need(r.throughputJson).peakRssMiB, need(r.throughputBinary).peakRssMiB),
+    ),
+  );
+  rows.push(afterBurst(`${sizes.streams} streams`, (r) => r.afterStreams, (r) => r.laterStreams, (r) => need(r.streams).peakRssMiB));
+  rows.push(afterBurst(`${file} transfers`, (r) => r.afterTransfer, (r) => r.laterTransfer, (r) => need(r.transfer).peakRssMiB));
 
   // Start-up.
   const bare = (rt: Runtime) => floors.bareStart[rt]?.medianMs;

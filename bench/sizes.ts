@@ -12,6 +12,12 @@ export interface Sizes {
   throughputReps: number;
   /** Rest after a burst before RSS is read again. */
   burstSettleMs: number;
+  /**
+   * Further rest after that reading, before RSS is read once more and the next burst starts: past
+   * the 30 s an ended process and a departed reader's backlog are kept (by design) and the heap
+   * trimmer's retry, so each burst's 10-s reading holds its own rest, not the burst's before.
+   */
+  retentionSettleMs: number;
   streams: number;
   transferBytes: number;
   transferReps: number;
@@ -28,6 +34,7 @@ export const FULL: Sizes = {
   streamBytes: 2 ** 30,
   throughputReps: 3,
   burstSettleMs: 10_000,
+  retentionSettleMs: 30_000,
   streams: 200,
   transferBytes: 2 ** 30,
   transferReps: 1,
@@ -44,6 +51,7 @@ export const SMOKE: Sizes = {
   streamBytes: 8 * 2 ** 20,
   throughputReps: 1,
   burstSettleMs: 200,
+  retentionSettleMs: 200,
   streams: 10,
   transferBytes: 8 * 2 ** 20,
   transferReps: 1,
