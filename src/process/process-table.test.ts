@@ -139,6 +139,7 @@ describe("ProcessTable", () => {
       reader[Symbol.dispose]();
       assert.equal(table.packEnded(), 1);
       assert.equal(table.packEnded(), 0, "packed once");
+      assert.equal(h.output.retainedBytes, 0, "whoever still holds the handle holds no second copy");
 
       const record = table.find({ pid: h.pid });
       assert.notEqual(record, h);
@@ -156,6 +157,23 @@ describe("ProcessTable", () => {
       assert.equal(codeOf(() => table.find({ tag: "job" })), Code.NotFound);
     } finally {
       reader[Symbol.dispose]();
+      reap([h]);
+      await table.close(100);
+    }
+  });
+
+  test("a packed record keeps its deadline: it goes when the handle would have gone, on the table's monotonic clock", async () => {
+    let skew = 0;
+    const table = new ProcessTable(quiet, 60_000, () => performance.now() + skew);
+    const h = await table.start(sh("printf x", "late"));
+    try {
+      await h.exited;
+      await until(() => table.list().length === 0, "the exit to leave the list");
+      skew = 59_900; // 59.9 of its 60 s are over
+      assert.equal(table.packEnded(), 1);
+      assert.notEqual(table.find({ tag: "late" }), h);
+      await until(() => codeOf(() => table.find({ tag: "late" })) === Code.NotFound, "the record to go at its original deadline");
+    } finally {
       reap([h]);
       await table.close(100);
     }

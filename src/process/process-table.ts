@@ -21,7 +21,7 @@ export type ProcessRecord = ProcessHandle | EndedProcess;
 interface Retained {
   record: ProcessRecord;
   timer: NodeJS.Timeout;
-  /** When the record is forgotten (Date.now() clock). */
+  /** When the record is forgotten (the table's monotonic clock: a restore's clock step does not move it). */
   until: number;
 }
 
@@ -46,9 +46,12 @@ export class ProcessTable implements AsyncDisposable {
   readonly #starting = new Set<Promise<unknown>>();
   readonly #log: Logger;
   readonly #retentionMs: number;
+  readonly #now: () => number;
   #closed = false;
 
-  constructor(log: Logger, retentionMs = EXIT_RETENTION_MS) {
+  /** `now`: a monotonic clock in ms (tests pass a fake one). */
+  constructor(log: Logger, retentionMs = EXIT_RETENTION_MS, now: () => number = () => performance.now()) {
+    this.#now = now;
     this.#log = log;
     this.#retentionMs = retentionMs;
   }
@@ -78,13 +81,13 @@ export class ProcessTable implements AsyncDisposable {
       if (this.#live.get(handle.pid) === handle) this.#live.delete(handle.pid);
       if (this.#closed) return;
       this.#forgetRetained(handle.pid);
-      this.#retain(handle, Date.now() + this.#retentionMs);
+      this.#retain(handle, this.#now() + this.#retentionMs);
     });
     return handle;
   }
 
   #retain(record: ProcessRecord, until: number): void {
-    const timer = setTimeout(() => this.#forgetRetained(record.pid), Math.max(0, until - Date.now()));
+    const timer = setTimeout(() => this.#forgetRetained(record.pid), Math.max(0, until - this.#now()));
     timer.unref();
     this.#retained.set(record.pid, { record, timer, until });
   }
@@ -108,6 +111,8 @@ export class ProcessTable implements AsyncDisposable {
       budget -= ended.retainedOutputBytes;
       clearTimeout(r.timer);
       this.#retain(ended, r.until); // same key: the map keeps the order of the ends (tag lookups)
+      // Whoever still holds the handle (a StreamInput that found it) must not keep a second copy.
+      r.record.output.clearHistory();
       packed++;
     }
     return packed;
