@@ -188,6 +188,7 @@ async function build(
       log: log.child({ component: "heap" }),
       quiet: () => server.quiet && watchers.size === 0 && vm.ports.list().every((f) => f.connections === 0),
       beforeTrim: () => processes.table.packEnded(),
+      connections: () => server.connections.size,
     }),
   );
 

@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createLogger } from "../log.ts";
-import { bunTrim, HeapTrimmer, loadTrim, shouldTrim, TRIM_GROWTH_BYTES, TRIM_RETRY_MAX_MS, TRIM_RETRY_MIN_MS, type TrimState } from "./heap-trimmer.ts";
+import {
+  bunTrim,
+  HeapTrimmer,
+  loadTrim,
+  shouldTrim,
+  TRIM_CLOSED_CONNECTIONS,
+  TRIM_GROWTH_BYTES,
+  TRIM_RETRY_MAX_MS,
+  TRIM_RETRY_MIN_MS,
+  type TrimState,
+} from "./heap-trimmer.ts";
 
 const MIB = 1024 * 1024;
 const log = createLogger("error", () => {});
@@ -38,6 +48,7 @@ const state = (s: Partial<TrimState>): TrimState => ({
   previous: 50 * MIB,
   lastTrimAt: 0,
   retryMs: TRIM_RETRY_MIN_MS,
+  connections: 0,
   ...s,
 });
 
@@ -54,6 +65,53 @@ describe("heap trimmer", () => {
     assert.equal(shouldTrim(high, 150 * MIB, TRIM_RETRY_MIN_MS - 1), undefined);
     assert.equal(shouldTrim(high, 150 * MIB, TRIM_RETRY_MIN_MS), "retry");
     assert.equal(shouldTrim({ ...high, baseline: 140 * MIB }, 150 * MIB, TRIM_RETRY_MIN_MS), undefined, "close to the baseline");
+  });
+
+  test("shouldTrim: 'closed' once enough of the connections open at the last trim have gone, while RSS is still well above idle", () => {
+    const after = state({ level: 120 * MIB, previous: 120 * MIB, connections: 200 });
+    assert.equal(shouldTrim(after, 120 * MIB, 1, 200 - TRIM_CLOSED_CONNECTIONS), "closed");
+    assert.equal(shouldTrim(after, 120 * MIB, 1, 200 - TRIM_CLOSED_CONNECTIONS + 1), undefined, "too few closed");
+    assert.equal(shouldTrim({ ...after, baseline: 110 * MIB }, 120 * MIB, 1, 0), undefined, "close to the baseline: nothing to give back");
+    assert.equal(shouldTrim({ ...after, previous: 140 * MIB }, 120 * MIB, 1, 0), undefined, "not settled");
+  });
+
+  test("a burst's trim, then its clients leave: one more trim once they have, none while they stay", () => {
+    const run = (connectionsAfter: number) => {
+      let rss = 0;
+      let conns = 0;
+      let now = 0;
+      const reasons: string[] = [];
+      const t = new HeapTrimmer({
+        log,
+        rss: () => rss,
+        now: () => now,
+        connections: () => conns,
+        trim: () => {
+          rss = (rss > 150 * MIB ? 120 : 60) * MIB; // the burst's trim, then the clients' memory
+        },
+      });
+      // [RSS in MiB, or undefined to keep what the last trim left; open connections]
+      const script: [number | undefined, number][] = [
+        [50, 0],
+        [50, 0],
+        [200, 200],
+        [200, 200], // settled: the burst's trim, with 200 clients still connected
+        [undefined, 200],
+        [undefined, connectionsAfter],
+        [undefined, connectionsAfter],
+        [undefined, connectionsAfter],
+      ];
+      for (const [mib, c] of script) {
+        if (mib !== undefined) rss = mib * MIB;
+        conns = c;
+        now += TICK_MS;
+        const reason = t.tick();
+        if (reason) reasons.push(reason);
+      }
+      return reasons;
+    };
+    assert.deepEqual(run(0), ["burst", "closed"]);
+    assert.deepEqual(run(190), ["burst"]);
   });
 
   test("trims once after a burst, then takes the new RSS as its level", () => {

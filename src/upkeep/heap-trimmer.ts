@@ -14,9 +14,11 @@
  * generation V8 grew during the burst;
  * then `malloc_trim(0)` through the runtime's FFI on both. The new
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
- * Memory can also become garbage later (an ended process's record is kept 30 s), so while RSS stays
- * well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while tries
- * free nothing.
+ * Memory can also become garbage later: a burst's clients close their connections a few seconds
+ * after it (the SDK 4 s after a connection's last use), so once 32 of the connections open at the
+ * last trim have closed it trims again; and an ended process's record is kept 30 s, so while RSS
+ * stays well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while
+ * tries free nothing.
  */
 import type { Logger } from "../log.ts";
 import { loadMallocTrim } from "../sys/libc.ts";
@@ -44,26 +46,36 @@ export interface TrimState {
   lastTrimAt: number;
   /** How long after the last trim a retry may run. */
   retryMs: number;
+  /** Open connections at the last trim (the most seen since, while they only grow). */
+  connections: number;
 }
 
-export type TrimReason = "burst" | "retry";
+export type TrimReason = "burst" | "retry" | "closed";
+
+/** This many connections closed since the last trim, with RSS still well above idle: trim again. */
+export const TRIM_CLOSED_CONNECTIONS = 32;
 
 /**
  * The decision, pure. Only when RSS has settled: "burst" when it grew `TRIM_GROWTH_BYTES` above
- * the level; "retry" when it is that far above the baseline and `retryMs` has passed.
+ * the level; "closed" when it is that far above the baseline and `TRIM_CLOSED_CONNECTIONS` of the
+ * connections open at the last trim have closed since (a burst's clients leave a few seconds after
+ * the burst's trim: what they held is garbage only then); "retry" when it is that far above the
+ * baseline and `retryMs` has passed.
  */
-export function shouldTrim(state: TrimState, rss: number, now: number): TrimReason | undefined {
+export function shouldTrim(state: TrimState, rss: number, now: number, connections = 0): TrimReason | undefined {
   if (Math.abs(rss - state.previous) > TRIM_SETTLED_BYTES) return undefined;
   if (rss - state.level >= TRIM_GROWTH_BYTES) return "burst";
-  if (rss - state.baseline >= TRIM_GROWTH_BYTES && now - state.lastTrimAt >= state.retryMs) return "retry";
+  if (rss - state.baseline < TRIM_GROWTH_BYTES) return undefined;
+  if (state.connections - connections >= TRIM_CLOSED_CONNECTIONS) return "closed";
+  if (now - state.lastTrimAt >= state.retryMs) return "retry";
   return undefined;
 }
 
 /** The state after a trim that took RSS from `before` to `after`. */
-export function afterTrim(state: TrimState, reason: TrimReason, before: number, after: number, now: number): TrimState {
+export function afterTrim(state: TrimState, reason: TrimReason, before: number, after: number, now: number, connections = 0): TrimState {
   const useful = before - after >= TRIM_USEFUL_BYTES;
-  const retryMs = reason === "burst" || useful ? TRIM_RETRY_MIN_MS : Math.min(state.retryMs * 2, TRIM_RETRY_MAX_MS);
-  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs };
+  const retryMs = reason !== "retry" || useful ? TRIM_RETRY_MIN_MS : Math.min(state.retryMs * 2, TRIM_RETRY_MAX_MS);
+  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs, connections };
 }
 
 /** One trim; Bun's says whether it also shrank JSC's heap. */
@@ -131,6 +143,8 @@ export interface HeapTrimmerOptions {
   trim?: Trim;
   /** True while no request is in flight (the server's `quiet`); Bun then also shrinks its heap. */
   quiet?: () => boolean;
+  /** Open connections now (the server's); their closing after a burst can make a trim worth it. */
+  connections?: () => number;
   /**
    * Runs just before each trim and says how many records it packed: the process table packs its
    * ended records then (process-table.ts), so that the collection frees what they held.
@@ -193,24 +207,32 @@ export class HeapTrimmer implements Disposable {
   tick(): TrimReason | undefined {
     const rss = this.#rss();
     const now = this.#now();
+    const connections = this.#opts.connections?.() ?? 0;
     const state = this.#state;
     if (!state) {
-      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS };
+      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS, connections };
       this.#opts.log.debug("heap trimmer sampling", { rssMiB: Math.round(rss / MIB) });
       return undefined;
     }
-    const reason = shouldTrim(state, rss, now);
+    const reason = shouldTrim(state, rss, now, connections);
     if (!reason) {
-      this.#state = { ...state, level: Math.min(state.level, rss), baseline: Math.min(state.baseline, rss), previous: rss };
+      this.#state = {
+        ...state,
+        level: Math.min(state.level, rss),
+        baseline: Math.min(state.baseline, rss),
+        previous: rss,
+        connections: Math.max(state.connections, connections),
+      };
       return undefined;
     }
     const packed = this.#opts.beforeTrim?.();
     const shrunk = this.#trimmer()?.()?.shrunk;
     const after = this.#rss();
     this.trims++;
-    this.#state = afterTrim(state, reason, rss, after, now);
+    this.#state = afterTrim(state, reason, rss, after, now, connections);
     this.#opts.log.debug("heap trimmed", {
       reason,
+      connections,
       ...(packed !== undefined ? { packed } : {}),
       ...(shrunk !== undefined ? { shrunk } : {}),
       beforeMiB: Math.round(rss / MIB),
