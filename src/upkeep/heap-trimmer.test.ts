@@ -49,6 +49,7 @@ const state = (s: Partial<TrimState>): TrimState => ({
   lastTrimAt: 0,
   retryMs: TRIM_RETRY_MIN_MS,
   connections: 0,
+  closedWaitMs: 0,
   ...s,
 });
 
@@ -112,6 +113,25 @@ describe("heap trimmer", () => {
     };
     assert.deepEqual(run(0), ["burst", "closed"]);
     assert.deepEqual(run(190), ["burst"]);
+  });
+
+  test("closed trims that free little back off: a client opening and closing 40 connections every tick costs one collection per 30 s, not one per tick", () => {
+    let rss = 0;
+    let conns = 0;
+    let now = 0;
+    const at: number[] = [];
+    const t = new HeapTrimmer({ log, rss: () => rss, now: () => now, connections: () => conns, trim: () => {} });
+    rss = 50 * MIB;
+    t.tick();
+    rss = 100 * MIB; // memory really in use: trims free nothing
+    for (let i = 1; i <= 60; i++) {
+      conns = i % 2 === 0 ? 40 : 0;
+      now = i * TICK_MS;
+      const reason = t.tick();
+      if (reason === "closed") at.push(now);
+    }
+    assert.ok(at.length >= 2 && at.length <= 4, `closed trims at ${at.join(", ")} ms`);
+    for (let i = 1; i < at.length; i++) assert.ok((at[i] as number) - (at[i - 1] as number) >= TRIM_RETRY_MIN_MS, `${at.join(", ")}`);
   });
 
   test("trims once after a burst, then takes the new RSS as its level", () => {

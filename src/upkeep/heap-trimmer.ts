@@ -16,7 +16,7 @@
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
  * Memory can also become garbage later: a burst's clients close their connections a few seconds
  * after it (the SDK 4 s after a connection's last use), so once 32 of the connections open at the
- * last trim have closed it trims again; and an ended process's record is kept 30 s, so while RSS
+ * last trim have closed it trims again (backing off like retries while that frees little); and an ended process's record is kept 30 s, so while RSS
  * stays well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while
  * tries free nothing.
  */
@@ -48,6 +48,12 @@ export interface TrimState {
   retryMs: number;
   /** Open connections at the last trim (the most seen since, while they only grow). */
   connections: number;
+  /**
+   * How long after the last trim a "closed" trim may run: 0, or after a closed trim that freed
+   * little, 30 s doubling to 8 min (a client that opens and closes dozens of connections again
+   * and again must not cost a collection each time).
+   */
+  closedWaitMs: number;
 }
 
 export type TrimReason = "burst" | "retry" | "closed";
@@ -66,7 +72,7 @@ export function shouldTrim(state: TrimState, rss: number, now: number, connectio
   if (Math.abs(rss - state.previous) > TRIM_SETTLED_BYTES) return undefined;
   if (rss - state.level >= TRIM_GROWTH_BYTES) return "burst";
   if (rss - state.baseline < TRIM_GROWTH_BYTES) return undefined;
-  if (state.connections - connections >= TRIM_CLOSED_CONNECTIONS) return "closed";
+  if (state.connections - connections >= TRIM_CLOSED_CONNECTIONS && now - state.lastTrimAt >= state.closedWaitMs) return "closed";
   if (now - state.lastTrimAt >= state.retryMs) return "retry";
   return undefined;
 }
@@ -75,7 +81,12 @@ export function shouldTrim(state: TrimState, rss: number, now: number, connectio
 export function afterTrim(state: TrimState, reason: TrimReason, before: number, after: number, now: number, connections = 0): TrimState {
   const useful = before - after >= TRIM_USEFUL_BYTES;
   const retryMs = reason !== "retry" || useful ? TRIM_RETRY_MIN_MS : Math.min(state.retryMs * 2, TRIM_RETRY_MAX_MS);
-  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs, connections };
+  const closedWaitMs = useful
+    ? 0
+    : reason === "closed"
+      ? Math.min(Math.max(state.closedWaitMs * 2, TRIM_RETRY_MIN_MS), TRIM_RETRY_MAX_MS)
+      : state.closedWaitMs;
+  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs, connections, closedWaitMs };
 }
 
 /** One trim; Bun's says whether it also shrank JSC's heap. */
@@ -210,7 +221,7 @@ export class HeapTrimmer implements Disposable {
     const connections = this.#opts.connections?.() ?? 0;
     const state = this.#state;
     if (!state) {
-      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS, connections };
+      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS, connections, closedWaitMs: 0 };
       this.#opts.log.debug("heap trimmer sampling", { rssMiB: Math.round(rss / MIB) });
       return undefined;
     }
