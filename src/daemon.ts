@@ -189,6 +189,7 @@ async function build(
       quiet: () => server.quiet && watchers.size === 0 && vm.ports.list().every((f) => f.connections === 0),
       beforeTrim: () => processes.table.packEnded(),
       connections: () => server.connections.size,
+      released: () => processes.table.releasedOutputBytes,
     }),
   );
 

@@ -172,7 +172,9 @@ describe("ProcessTable", () => {
       skew = 59_900; // 59.9 of its 60 s are over
       assert.equal(table.packEnded(), 1);
       assert.notEqual(table.find({ tag: "late" }), h);
+      const before = table.releasedOutputBytes;
       await until(() => codeOf(() => table.find({ tag: "late" })) === Code.NotFound, "the record to go at its original deadline");
+      assert.equal(table.releasedOutputBytes - before, 1, "its one byte of output is counted as let go");
     } finally {
       reap([h]);
       await table.close(100);

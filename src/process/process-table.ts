@@ -47,6 +47,7 @@ export class ProcessTable implements AsyncDisposable {
   readonly #log: Logger;
   readonly #retentionMs: number;
   readonly #now: () => number;
+  #released = 0;
   #closed = false;
 
   /** `now`: a monotonic clock in ms (tests pass a fake one). */
@@ -156,8 +157,21 @@ export class ProcessTable implements AsyncDisposable {
     if (!r) return;
     clearTimeout(r.timer);
     // A reader still attached keeps what it has not read; the rest goes now.
-    if (r.record instanceof ProcessHandle) r.record.output.clearHistory();
+    if (r.record instanceof ProcessHandle) {
+      this.#released += r.record.output.retainedBytes;
+      r.record.output.clearHistory();
+    } else {
+      this.#released += r.record.retainedOutputBytes;
+    }
     this.#retained.delete(pid);
+  }
+
+  /**
+   * Bytes of output history let go so far (records forgotten, all time): the heap trimmer compares
+   * it between ticks, since that memory is garbage only from then on.
+   */
+  get releasedOutputBytes(): number {
+    return this.#released;
   }
 
   /**

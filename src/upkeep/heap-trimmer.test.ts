@@ -7,6 +7,8 @@ import {
   loadTrim,
   shouldTrim,
   TRIM_CLOSED_CONNECTIONS,
+  TRIM_RELEASED_BYTES,
+  TRIM_RELEASED_MIN_MS,
   TRIM_GROWTH_BYTES,
   TRIM_RETRY_MAX_MS,
   TRIM_RETRY_MIN_MS,
@@ -50,6 +52,7 @@ const state = (s: Partial<TrimState>): TrimState => ({
   retryMs: TRIM_RETRY_MIN_MS,
   connections: 0,
   closedWaitMs: 0,
+  released: 0,
   ...s,
 });
 
@@ -74,6 +77,14 @@ describe("heap trimmer", () => {
     assert.equal(shouldTrim(after, 120 * MIB, 1, 200 - TRIM_CLOSED_CONNECTIONS + 1), undefined, "too few closed");
     assert.equal(shouldTrim({ ...after, baseline: 110 * MIB }, 120 * MIB, 1, 0), undefined, "close to the baseline: nothing to give back");
     assert.equal(shouldTrim({ ...after, previous: 140 * MIB }, 120 * MIB, 1, 0), undefined, "not settled");
+  });
+
+  test("shouldTrim: 'released' once 8 MiB of ended output was let go since the last trim, at most every 10 s, while RSS is well above idle", () => {
+    const after = state({ level: 120 * MIB, previous: 120 * MIB, released: 100 * MIB, lastTrimAt: 0 });
+    assert.equal(shouldTrim(after, 120 * MIB, TRIM_RELEASED_MIN_MS, 0, 100 * MIB + TRIM_RELEASED_BYTES), "released");
+    assert.equal(shouldTrim(after, 120 * MIB, TRIM_RELEASED_MIN_MS - 1, 0, 100 * MIB + TRIM_RELEASED_BYTES), undefined, "too soon");
+    assert.equal(shouldTrim(after, 120 * MIB, TRIM_RELEASED_MIN_MS, 0, 100 * MIB + TRIM_RELEASED_BYTES - 1), undefined, "too little");
+    assert.equal(shouldTrim({ ...after, baseline: 110 * MIB }, 120 * MIB, TRIM_RELEASED_MIN_MS, 0, 200 * MIB), undefined, "close to the baseline");
   });
 
   test("a burst's trim, then its clients leave: one more trim once they have, none while they stay", () => {

@@ -16,7 +16,8 @@
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
  * Memory can also become garbage later: a burst's clients close their connections a few seconds
  * after it (the SDK 4 s after a connection's last use), so once 32 of the connections open at the
- * last trim have closed it trims again (backing off like retries while that frees little); and an ended process's record is kept 30 s, so while RSS
+ * last trim have closed it trims again (backing off like retries while that frees little); once
+ * 8 MiB of ended processes' output has been let go (their 30 s are over), likewise; and an ended process's record is kept 30 s, so while RSS
  * stays well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while
  * tries free nothing.
  */
@@ -54,12 +55,18 @@ export interface TrimState {
    * and again must not cost a collection each time).
    */
   closedWaitMs: number;
+  /** The `released` counter at the last trim. */
+  released: number;
 }
 
-export type TrimReason = "burst" | "retry" | "closed";
+export type TrimReason = "burst" | "retry" | "closed" | "released";
 
 /** This many connections closed since the last trim, with RSS still well above idle: trim again. */
 export const TRIM_CLOSED_CONNECTIONS = 32;
+/** This much memory let go since the last trim (ended processes' output), with RSS well above idle: trim again. */
+export const TRIM_RELEASED_BYTES = 8 * MIB;
+/** ...but not sooner than this after the last trim (a steady stream of ending commands is not a burst). */
+export const TRIM_RELEASED_MIN_MS = 10_000;
 
 /**
  * The decision, pure. Only when RSS has settled: "burst" when it grew `TRIM_GROWTH_BYTES` above
@@ -68,17 +75,26 @@ export const TRIM_CLOSED_CONNECTIONS = 32;
  * the burst's trim: what they held is garbage only then); "retry" when it is that far above the
  * baseline and `retryMs` has passed.
  */
-export function shouldTrim(state: TrimState, rss: number, now: number, connections = 0): TrimReason | undefined {
+export function shouldTrim(state: TrimState, rss: number, now: number, connections = 0, released = 0): TrimReason | undefined {
   if (Math.abs(rss - state.previous) > TRIM_SETTLED_BYTES) return undefined;
   if (rss - state.level >= TRIM_GROWTH_BYTES) return "burst";
   if (rss - state.baseline < TRIM_GROWTH_BYTES) return undefined;
+  if (released - state.released >= TRIM_RELEASED_BYTES && now - state.lastTrimAt >= TRIM_RELEASED_MIN_MS) return "released";
   if (state.connections - connections >= TRIM_CLOSED_CONNECTIONS && now - state.lastTrimAt >= state.closedWaitMs) return "closed";
   if (now - state.lastTrimAt >= state.retryMs) return "retry";
   return undefined;
 }
 
 /** The state after a trim that took RSS from `before` to `after`. */
-export function afterTrim(state: TrimState, reason: TrimReason, before: number, after: number, now: number, connections = 0): TrimState {
+export function afterTrim(
+  state: TrimState,
+  reason: TrimReason,
+  before: number,
+  after: number,
+  now: number,
+  connections = 0,
+  released = state.released,
+): TrimState {
   const useful = before - after >= TRIM_USEFUL_BYTES;
   const retryMs = reason !== "retry" || useful ? TRIM_RETRY_MIN_MS : Math.min(state.retryMs * 2, TRIM_RETRY_MAX_MS);
   const closedWaitMs = useful
@@ -86,7 +102,7 @@ export function afterTrim(state: TrimState, reason: TrimReason, before: number, 
     : reason === "closed"
       ? Math.min(Math.max(state.closedWaitMs * 2, TRIM_RETRY_MIN_MS), TRIM_RETRY_MAX_MS)
       : state.closedWaitMs;
-  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs, connections, closedWaitMs };
+  return { level: after, baseline: Math.min(state.baseline, after), previous: after, lastTrimAt: now, retryMs, connections, closedWaitMs, released };
 }
 
 /** One trim; Bun's says whether it also shrank JSC's heap. */
@@ -156,6 +172,8 @@ export interface HeapTrimmerOptions {
   quiet?: () => boolean;
   /** Open connections now (the server's); their closing after a burst can make a trim worth it. */
   connections?: () => number;
+  /** Bytes let go so far, all time (the process table's forgotten output): a jump makes a trim worth it. */
+  released?: () => number;
   /**
    * Runs just before each trim and says how many records it packed: the process table packs its
    * ended records then (process-table.ts), so that the collection frees what they held.
@@ -219,13 +237,14 @@ export class HeapTrimmer implements Disposable {
     const rss = this.#rss();
     const now = this.#now();
     const connections = this.#opts.connections?.() ?? 0;
+    const released = this.#opts.released?.() ?? 0;
     const state = this.#state;
     if (!state) {
-      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS, connections, closedWaitMs: 0 };
+      this.#state = { level: rss, baseline: rss, previous: rss, lastTrimAt: now, retryMs: TRIM_RETRY_MIN_MS, connections, closedWaitMs: 0, released };
       this.#opts.log.debug("heap trimmer sampling", { rssMiB: Math.round(rss / MIB) });
       return undefined;
     }
-    const reason = shouldTrim(state, rss, now, connections);
+    const reason = shouldTrim(state, rss, now, connections, released);
     if (!reason) {
       this.#state = {
         ...state,
@@ -240,7 +259,7 @@ export class HeapTrimmer implements Disposable {
     const shrunk = this.#trimmer()?.()?.shrunk;
     const after = this.#rss();
     this.trims++;
-    this.#state = afterTrim(state, reason, rss, after, now, connections);
+    this.#state = afterTrim(state, reason, rss, after, now, connections, released);
     this.#opts.log.debug("heap trimmed", {
       reason,
       connections,
