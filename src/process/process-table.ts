@@ -99,8 +99,8 @@ export class ProcessTable implements AsyncDisposable {
    *
    * Packing copies the retained output, and the originals go only with the collection that follows,
    * so the copies are bounded: a record holding more than `limits.recordBytes` (a departed reader's
-   * backlog of a large stream) stays a handle, and a pass stops after `limits.passBytes`; the rest
-   * waits for the next trim.
+   * backlog of a large stream) stays a handle, and a pass copies at most `limits.passBytes` in all;
+   * what did not fit waits for the next trim.
    */
   packEnded(limits: PackLimits = PACK_LIMITS): number {
     let packed = 0;

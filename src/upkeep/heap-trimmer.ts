@@ -14,12 +14,12 @@
  * generation V8 grew during the burst;
  * then `malloc_trim(0)` through the runtime's FFI on both. The new
  * RSS becomes the level to compare with, so memory really in use is not trimmed over and over.
- * Memory can also become garbage later: a burst's clients close their connections a few seconds
- * after it (the SDK 4 s after a connection's last use), so once 32 of the connections open at the
- * last trim have closed it trims again (backing off like retries while that frees little); once
- * 8 MiB of ended processes' output has been let go (their 30 s are over), likewise; and an ended process's record is kept 30 s, so while RSS
- * stays well above the lowest RSS ever seen, it tries again after 30 s, backing off to 8 min while
- * tries free nothing.
+ * Memory can also become garbage later, and while RSS stays well above the lowest RSS ever seen it
+ * trims again: once 32 of the connections open at the last trim have closed (a burst's clients
+ * leave a few seconds after it; the SDK 4 s after a connection's last use), backing off while that
+ * frees little; once 8 MiB of ended processes' output has been let go (their 30 s are over), at
+ * most every 10 s; and otherwise 30 s after the last trim, backing off to 8 min while tries free
+ * nothing.
  */
 import type { Logger } from "../log.ts";
 import { loadMallocTrim } from "../sys/libc.ts";
@@ -70,10 +70,11 @@ export const TRIM_RELEASED_MIN_MS = 10_000;
 
 /**
  * The decision, pure. Only when RSS has settled: "burst" when it grew `TRIM_GROWTH_BYTES` above
- * the level; "closed" when it is that far above the baseline and `TRIM_CLOSED_CONNECTIONS` of the
- * connections open at the last trim have closed since (a burst's clients leave a few seconds after
- * the burst's trim: what they held is garbage only then); "retry" when it is that far above the
- * baseline and `retryMs` has passed.
+ * the level. Otherwise only when it is that far above the baseline: "released" when
+ * `TRIM_RELEASED_BYTES` more have been let go since the last trim, `TRIM_RELEASED_MIN_MS` after it;
+ * "closed" when `TRIM_CLOSED_CONNECTIONS` of the connections open at the last trim have closed
+ * since (what a burst's clients held is garbage only then), `closedWaitMs` after it; "retry" once
+ * `retryMs` has passed.
  */
 export function shouldTrim(state: TrimState, rss: number, now: number, connections = 0, released = 0): TrimReason | undefined {
   if (Math.abs(rss - state.previous) > TRIM_SETTLED_BYTES) return undefined;
